@@ -1,0 +1,146 @@
+"""Parquet result store: one part file per finished run, written atomically.
+
+Layout under `results/<experiment>/`:
+
+    runs/<run_id>.parquet     one row per finished run (schema RUN_COLUMNS)
+    curves/<run_id>.parquet   one row per evaluation (schema CURVE_COLUMNS)
+    events/<stamp>.parquet    scheduler events (retries, failures, early-stop decisions)
+
+A run counts as stored once its `runs/` part exists; the curve part is written
+first, so a crash between the two leaves an orphan curve that the next write
+replaces, never a run without its curve. Parts are written to a temporary
+name and renamed, so readers never see half a file.
+
+runs columns:
+    run_id, experiment, task, recipe, model, config_key (task/recipe),
+    init_seed, order_seed, sample_seed, sample_size,
+    status        done | diverged | stopped | failed
+    metric        metric name (accuracy, f1, matthews, spearman, ...)
+    score         reported metric x100 at the selected checkpoint (test half under
+                  the held-out protocol, dev otherwise); NaN for failed/diverged
+    val_best, val_final, test_best, test_final   x100; test_best is test at the best-val step
+    majority_val, majority_test                  majority-class baseline of each split x100
+    best_step, steps_done, total_steps, epochs_done
+    loss_first, loss_last, loss_min, loss_mean   training loss summary
+    wall_time_s, peak_mem_mb, flops
+    attempts, error, notes
+    device, provenance (JSON), spec (RunSpec JSON), finished_at (UTC ISO)
+curves columns:
+    run_id, eval_index, step, fraction (of total steps), epoch, train_loss,
+    val_metric, test_metric (x100; test NaN under the dev protocol)
+events columns:
+    time, run_id, kind, message
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+RUN_STATUSES = ("done", "diverged", "stopped", "failed")
+
+RUN_COLUMNS: dict[str, str] = {
+    "run_id": "string", "experiment": "string", "task": "string", "recipe": "string", "model": "string",
+    "config_key": "string", "init_seed": "int64", "order_seed": "int64", "sample_seed": "int64",
+    "sample_size": "Int64", "status": "string", "metric": "string", "score": "float64",
+    "val_best": "float64", "val_final": "float64", "test_best": "float64", "test_final": "float64",
+    "majority_val": "float64", "majority_test": "float64", "best_step": "Int64", "steps_done": "int64",
+    "total_steps": "int64", "epochs_done": "float64", "loss_first": "float64", "loss_last": "float64",
+    "loss_min": "float64", "loss_mean": "float64", "wall_time_s": "float64", "peak_mem_mb": "float64",
+    "flops": "float64", "attempts": "int64", "error": "string", "notes": "string", "device": "string",
+    "provenance": "string", "spec": "string", "finished_at": "string",
+}  # fmt: skip
+CURVE_COLUMNS: dict[str, str] = {
+    "run_id": "string", "eval_index": "int64", "step": "int64", "fraction": "float64", "epoch": "float64",
+    "train_loss": "float64", "val_metric": "float64", "test_metric": "float64",
+}  # fmt: skip
+EVENT_COLUMNS: dict[str, str] = {"time": "string", "run_id": "string", "kind": "string", "message": "string"}
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be read or written; names the path."""
+
+
+def experiment_dir(results_root: str | Path, experiment: str) -> Path:
+    return Path(results_root) / experiment
+
+
+def _frame(rows: Iterable[Mapping[str, Any]], columns: Mapping[str, str]) -> pd.DataFrame:
+    rows = list(rows)
+    unknown = sorted({k for r in rows for k in r} - set(columns))
+    if unknown:
+        raise StoreError(f"unknown column(s) {unknown}; the schema is in harness/store.py")
+    frame = pd.DataFrame({c: [r.get(c) for r in rows] for c in columns})
+    return frame.astype(dict(columns))
+
+
+def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    frame.to_parquet(tmp, index=False)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def write_run(exp_dir: str | Path, run: Mapping[str, Any], curve: Iterable[Mapping[str, Any]]) -> None:
+    """Store one finished run (its row and its eval curve); replaces an earlier record of the same id."""
+    exp_dir = Path(exp_dir)
+    run_id = run["run_id"]
+    if run.get("status") not in RUN_STATUSES:
+        raise StoreError(f"run {run_id}: status {run.get('status')!r} is not one of {RUN_STATUSES}")
+    curve_rows = [{**point, "run_id": run_id} for point in curve]
+    _write_atomic(_frame(curve_rows, CURVE_COLUMNS), exp_dir / "curves" / f"{run_id}.parquet")
+    _write_atomic(_frame([run], RUN_COLUMNS), exp_dir / "runs" / f"{run_id}.parquet")
+
+
+def write_events(exp_dir: str | Path, events: Iterable[Mapping[str, Any]]) -> None:
+    rows = [{"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **e} for e in events]
+    if rows:
+        name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
+        _write_atomic(_frame(rows, EVENT_COLUMNS), Path(exp_dir) / "events" / name)
+
+
+def stored_run_ids(exp_dir: str | Path) -> set[str]:
+    """Ids of runs whose record is complete (what resume skips)."""
+    folder = Path(exp_dir) / "runs"
+    if not folder.is_dir():
+        return set()
+    return {p.stem for p in folder.glob("*.parquet") if not p.name.startswith(".")}
+
+
+def _load(folder: Path, columns: Mapping[str, str]) -> pd.DataFrame:
+    parts = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".")) if folder.is_dir() else []
+    if not parts:
+        return _frame([], columns)
+    try:
+        frames = [pd.read_parquet(p) for p in parts]
+    except Exception as exc:  # a corrupt part must name itself
+        raise StoreError(f"cannot read a part under {folder}: {exc}") from exc
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return _frame([], columns)
+    return pd.concat(frames, ignore_index=True).astype(dict(columns))
+
+
+def load_runs(exp_dir: str | Path) -> pd.DataFrame:
+    """All stored runs, one row each (columns RUN_COLUMNS)."""
+    return _load(Path(exp_dir) / "runs", RUN_COLUMNS)
+
+
+def load_curves(exp_dir: str | Path, only_stored: bool = True) -> pd.DataFrame:
+    """Eval curves of stored runs (orphans from a crash mid-write are left out)."""
+    curves = _load(Path(exp_dir) / "curves", CURVE_COLUMNS)
+    if only_stored and len(curves):
+        curves = curves[curves["run_id"].isin(stored_run_ids(exp_dir))].reset_index(drop=True)
+    return curves
+
+
+def load_events(exp_dir: str | Path) -> pd.DataFrame:
+    return _load(Path(exp_dir) / "events", EVENT_COLUMNS)

@@ -55,7 +55,7 @@ class Recipe:
     reinit_layers: int = 0  # re-init the pooler and the top L encoder blocks
     reinit_pooler: bool = False  # re-init the pooler alone (implied by reinit_layers > 0)
     llrd: float | None = None  # layer-wise lr decay factor in (0, 1]
-    mixout: float = 0.0  # Mixout probability p (Lee et al. 2020); sets dropout to 0
+    mixout: float = 0.0  # Mixout probability p (Lee et al. 2020); dropout 0 unless set explicitly
     intermediate_task: str | None = None  # first stage on this task (e.g. "mnli")
     intermediate_size: int | None = None  # examples in the first stage (None = all)
     intermediate_epochs: float = 1.0
@@ -129,6 +129,10 @@ class Recipe:
              "cloze tuning has no new head to warm up"),
             (self.cloze and self.intermediate_task is not None, "cloze", "intermediate_task",
              "the intermediate stage trains a classification head"),
+            (self.cloze and self.r3f_lambda > 0, "cloze", "r3f_lambda",
+             "R3F compares classifier outputs; the cloze head's outputs are the MLM vocabulary"),
+            (self.lora_r > 0 and reinit, "lora_r", "reinit_layers/reinit_pooler",
+             "LoRA would freeze the re-initialised weights at their random values"),
             (self.prior_wd > 0 and self.weight_decay > 0, "prior_wd", "weight_decay",
              "decay toward zero and toward the pre-trained weights at once is ambiguous"),
         ]

@@ -1,0 +1,170 @@
+"""Benchmark: the scheduler's overhead per run, and runs/hour with GPU packing. Not a unit test.
+
+CPU: the same N runs of a small torch matmul "training" called directly in a loop vs through
+run_experiment (local backend, 1 slot of 1 thread; and 2 slots for reference): overhead per run and ratio.
+GPU (only when torch.cuda.is_available()): 40 few-sample runs of the packaged model, one at a time vs
+packed 2/4/8 per GPU, in runs/hour.
+Writes results/bench/schedule.md.  Usage: python benchmarks/bench_schedule.py [--runs 20] [--gpu-runs 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from harness.config import ExperimentSpec, Recipe, RunSpec, SchedulePolicy, parse_experiment
+from harness.records import EvalPoint, RunContext, RunResult, base_row
+from harness.schedule import run_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+STEPS = 400  # ~0.3-0.5 s per run on one CPU thread
+
+
+def matmul_run(spec: RunSpec, ctx: RunContext) -> RunResult:
+    """A cheap stand-in for a run: a 256x256 matmul loop with 10 evals, honouring ctx.threads and on_eval."""
+    if ctx.threads:
+        torch.set_num_threads(ctx.threads)
+    start = time.perf_counter()
+    torch.manual_seed(spec.init_seed)
+    a, w = torch.randn(256, 256), torch.randn(256, 256) / 16
+    curve = []
+    for i in range(1, spec.num_evals + 1):
+        for _ in range(STEPS // spec.num_evals):
+            a = torch.tanh(a @ w)
+        f = i / spec.num_evals
+        val = float(a.abs().mean()) * 100
+        curve.append(
+            {
+                "eval_index": i - 1,
+                "step": i,
+                "fraction": f,
+                "epoch": f,
+                "train_loss": 0.0,
+                "val_metric": val,
+                "test_metric": math.nan,
+            }
+        )
+        if ctx.on_eval is not None:
+            ctx.on_eval(EvalPoint(spec.run_id, spec.config_key, i - 1, i, f, val, math.nan))
+    row = {
+        **base_row(spec),
+        "status": "done",
+        "metric": "accuracy",
+        "score": val,
+        "steps_done": STEPS,
+        "total_steps": STEPS,
+        "wall_time_s": time.perf_counter() - start,
+        "attempts": 1,
+        "device": ctx.device,
+    }
+    return RunResult(run=row, curve=curve)
+
+
+def cpu_experiment(name: str, n: int, slots: int) -> ExperimentSpec:
+    runs = tuple(RunSpec("rte", "matmul", Recipe(), s, s, experiment=name, num_evals=10) for s in range(1, n + 1))
+    return ExperimentSpec(name=name, runs=runs, schedule=SchedulePolicy(threads_per_run=1))
+
+
+def bench_cpu(n: int) -> list[str]:
+    exp = cpu_experiment("bench-cpu", n, 1)
+    matmul_run(exp.runs[0], RunContext(threads=1))  # warm-up: torch kernels
+    start = time.perf_counter()
+    for spec in exp.runs:
+        matmul_run(spec, RunContext(threads=1))
+    direct = time.perf_counter() - start
+    rows = [f"| direct loop (1 thread) | {n} | {direct:.2f} | {direct / n:.3f} | - | 1.00 |"]
+    for slots in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            summary = run_experiment(
+                cpu_experiment(f"bench-cpu-{slots}", n, slots),
+                tmp,
+                train_fn="bench_schedule:matmul_run",
+                max_workers=slots,
+                progress=False,
+            )
+            wall = time.perf_counter() - start
+            assert summary.done == n, summary
+        overhead = (wall * slots - direct) / n  # slot-seconds per run beyond the training itself
+        rows.append(
+            f"| run_experiment, {slots} slot(s) x 1 thread | {n} | {wall:.2f} | {wall / n:.3f} | "
+            f"{overhead:+.3f} | {wall / direct:.2f} |"
+        )
+    return [
+        "| how | runs | wall s | wall s / run | overhead slot-s / run | ratio to direct |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
+def gpu_experiment(name: str, n: int, runs_per_gpu: int) -> ExperimentSpec:
+    data = {
+        "name": name,
+        "task": "sst2",
+        "model": "packaged",
+        "sample_size": 64,
+        "eval_size": 256,
+        "num_evals": 4,
+        "seeds": n,
+        "recipes": [{"name": "few", "lr": 2e-5, "batch_size": 16, "max_steps": 60}],
+        "schedule": {"runs_per_gpu": runs_per_gpu, "threads_per_run": 1},
+    }
+    return parse_experiment(data, f"<bench {name}>")
+
+
+def bench_gpu(n: int) -> list[str]:
+    header = ["| runs per GPU | runs | wall s | runs / hour | speed-up |", "|---|---|---|---|---|"]
+    if not torch.cuda.is_available():
+        return [*header, "| skipped: no CUDA GPU on this machine | - | - | - | - |"]
+    rows, base = [], None
+    for packing in (1, 2, 4, 8):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            summary = run_experiment(gpu_experiment(f"bench-gpu-{packing}", n, packing), tmp, progress=False)
+            wall = time.perf_counter() - start
+        per_hour = summary.done * 3600 / wall
+        base = base or per_hour
+        rows.append(f"| {packing} | {summary.done}/{n} | {wall:.1f} | {per_hour:.0f} | {per_hour / base:.2f} |")
+    return [*header, *rows]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--gpu-runs", type=int, default=40)
+    parser.add_argument("--out", default=str(ROOT / "results" / "bench" / "schedule.md"))
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE))  # workers import this module as `bench_schedule`
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    lines = [
+        "# Scheduler benchmark",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU core(s), GPU: {gpu}; "
+        f"torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M')}.",
+        "",
+        f"## CPU: harness overhead per run ({args.runs} runs of a {STEPS}-step 256x256 matmul loop)",
+        "",
+        *bench_cpu(args.runs),
+        "",
+        f"## GPU: packing runs per GPU ({args.gpu_runs} few-sample runs of the packaged model)",
+        "",
+        *bench_gpu(args.gpu_runs),
+        "",
+    ]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

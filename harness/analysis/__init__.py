@@ -1,0 +1,25 @@
+"""Analysis layer: pure functions over arrays and DataFrames read from the store (never imports torch)."""
+
+from harness.analysis.aso import AsoResult, aso, violation_ratio
+from harness.analysis.bootstrap import Interval, bootstrap_ci
+from harness.analysis.compare import Comparison, compare, compare_table, holm, probability_of_improvement
+from harness.analysis.decomposition import Decomposition, decompose_grid, variance_decomposition
+from harness.analysis.degenerate import (
+    DegenerateRule,
+    degenerate_rule,
+    degenerate_rules,
+    is_degenerate,
+    wilson_interval,
+)
+from harness.analysis.describe import Description, describe, iqm, summarize
+from harness.analysis.early_stop import EarlyStopResult, early_stopping_table, simulate_early_stopping
+from harness.analysis.emp import expected_max, expected_max_table
+from harness.analysis.pipeline import analyze_experiment, analyze_runs, format_summary
+
+__all__ = [
+    "AsoResult", "Comparison", "Decomposition", "DegenerateRule", "Description", "EarlyStopResult", "Interval",
+    "analyze_experiment", "analyze_runs", "aso", "bootstrap_ci", "compare", "compare_table", "decompose_grid",
+    "degenerate_rule", "degenerate_rules", "describe", "early_stopping_table", "expected_max", "expected_max_table",
+    "format_summary", "holm", "iqm", "is_degenerate", "probability_of_improvement", "simulate_early_stopping",
+    "summarize", "variance_decomposition", "violation_ratio", "wilson_interval",
+]  # fmt: skip

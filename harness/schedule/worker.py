@@ -1,0 +1,108 @@
+"""What runs inside a worker (a local process or a Ray task): one attempt, reported as messages.
+
+Imports nothing heavy: torch arrives with the training function, after the
+backend has set CUDA_VISIBLE_DEVICES and the thread count for this worker.
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from harness.records import EvalPoint, RunContext, RunResult
+from harness.schedule.backend import Attempt, Crashed, Evaluated, Finished, Message
+
+
+class TrainFnError(ValueError):
+    """A train-function import path that does not resolve; names the path and the fix."""
+
+
+def load_train_fn(path: str) -> Callable[..., RunResult]:
+    """'package.module:function' -> the function."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise TrainFnError(f"train function {path!r} must look like 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TrainFnError(f"train function {path!r}: cannot import {module_name!r}: {exc}") from exc
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise TrainFnError(f"train function {path!r}: {module_name} has no callable {attr!r}")
+    return fn
+
+
+def is_oom(exc: BaseException) -> bool:
+    """torch.OutOfMemoryError (checked by name: no torch import) or a RuntimeError saying so."""
+    return any(type(e).__name__ == "OutOfMemoryError" or "out of memory" in str(e).lower() for e in _chain(exc))
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    out: list[BaseException] = []
+    while exc is not None and len(out) < 10:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def die_with_parent() -> None:
+    """Linux: SIGKILL this process when the driver dies (kill -9 leaves no orphan burning a GPU)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def thread_env(threads: int | None) -> dict[str, str]:
+    if not threads:
+        return {}
+    return {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+
+
+def run_attempt(
+    attempt: Attempt,
+    train_fn: str,
+    ctx_fields: dict[str, Any],
+    send: Callable[[Message], None],
+    ask: Callable[[], bool],
+) -> Message:
+    """Run one attempt; stream evals through `send`, block in `ask` at the rung; return the final message."""
+    waited = False
+
+    def on_eval(point: EvalPoint) -> bool:
+        nonlocal waited
+        at_rung = attempt.rung_at is not None and not waited and attempt.rung_at <= point.fraction < 1.0
+        send(Evaluated(attempt.key, point, at_rung))
+        if at_rung:
+            waited = True
+            return bool(ask())
+        return True
+
+    try:
+        fn = load_train_fn(train_fn)
+        ctx = RunContext(**ctx_fields, micro_batch_size=attempt.micro_batch_size, on_eval=on_eval)
+        result = fn(attempt.spec, ctx)
+        if not isinstance(result, RunResult):
+            raise TypeError(f"{train_fn} returned {type(result).__name__}, expected harness.records.RunResult")
+        return Finished(attempt.key, result)
+    except Exception as exc:  # every error becomes a message; the core decides on retries
+        text = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc))
+        return Crashed(attempt.key, text, oom=is_oom(exc))
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "worker vanished"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"worker process died with {name} (exit code {exitcode}) before reporting a result"
+    return f"worker process exited with code {exitcode} before reporting a result"

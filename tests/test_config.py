@@ -1,0 +1,147 @@
+"""ExperimentSpec parsing: expansion, stable run ids, and errors that name the field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.config import ConfigError, Recipe, RunSpec, load_experiment, parse_experiment
+
+BASE = {"name": "exp", "task": "rte", "model": "m", "seeds": 3, "recipes": {"a": {}, "b": {"bias_correction": False}}}
+
+
+def parse(**changes):
+    return parse_experiment({**BASE, **changes}, "exp.toml")
+
+
+def test_expands_tasks_recipes_seeds():
+    data = {k: v for k, v in BASE.items() if k != "task"}
+    exp = parse_experiment({**data, "tasks": ["rte", "mrpc"]}, "exp.toml")
+    assert len(exp.runs) == 2 * 2 * 3
+    assert exp.recipes == ("a", "b")
+    assert exp.tasks == ("rte", "mrpc")
+    assert len({r.run_id for r in exp.runs}) == 12
+    assert {(r.init_seed, r.order_seed) for r in exp.runs} == {(1, 1), (2, 2), (3, 3)}
+
+
+def test_seed_grid_is_cartesian():
+    exp = parse(seeds={"init": [1, 2, 3], "order": 2})
+    pairs = {(r.init_seed, r.order_seed) for r in exp.runs if r.recipe.name == "a"}
+    assert pairs == {(i, o) for i in (1, 2, 3) for o in (1, 2)}
+
+
+def test_defaults_apply_and_recipes_override():
+    exp = parse(defaults={"lr": 1e-5, "epochs": 2}, recipes={"a": {}, "b": {"lr": 3e-5}})
+    lrs = {r.recipe.name: r.recipe.lr for r in exp.runs}
+    assert lrs == {"a": 1e-5, "b": 3e-5}
+    assert all(r.recipe.epochs == 2.0 for r in exp.runs)
+
+
+def test_run_id_ignores_experiment_and_recipe_name_but_not_hyperparameters():
+    spec = RunSpec(task="rte", model="m", recipe=Recipe(name="x"), init_seed=1, order_seed=1)
+    assert (
+        RunSpec(task="rte", model="m", recipe=Recipe(name="y"), init_seed=1, order_seed=1, experiment="e").run_id
+        == spec.run_id
+    )
+    assert RunSpec(task="rte", model="m", recipe=Recipe(lr=3e-5), init_seed=1, order_seed=1).run_id != spec.run_id
+    assert RunSpec(task="rte", model="m", recipe=Recipe(), init_seed=1, order_seed=2).run_id != spec.run_id
+
+
+def test_run_id_is_stable_across_processes():
+    spec = RunSpec(task="rte", model="m", recipe=Recipe(lr=3e-5, llrd=0.9), init_seed=4, order_seed=5)
+    code = textwrap.dedent(
+        """
+        from harness.config import Recipe, RunSpec
+        print(RunSpec(task="rte", model="m", recipe=Recipe(lr=3e-5, llrd=0.9), init_seed=4, order_seed=5).run_id)
+        """
+    )
+    env = {"PYTHONHASHSEED": "123"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == spec.run_id
+
+
+def test_spec_json_round_trip():
+    spec = parse().runs[4]
+    assert RunSpec.from_json(spec.to_json()) == spec
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"bogus": 1}, "unknown top-level key(s) ['bogus']"),
+        ({"recipes": {"a": {"lr": "fast"}}}, "field 'lr' = 'fast' (str) must be float"),
+        ({"recipes": {"a": {"lrr": 1e-5}}}, "unknown field(s) ['lrr']"),
+        ({"recipes": {"a": {"lr": -1.0}}}, "field 'lr' = -1.0; must be > 0"),
+        ({"recipes": {"a": {"warmup_ratio": 1.5}}}, "'warmup_ratio' = 1.5; must be in [0, 1)"),
+        (
+            {"recipes": {"a": {"bitfit": True, "reinit_layers": 2}}},
+            "sets both 'bitfit' and 'reinit_layers/reinit_pooler'",
+        ),
+        ({"task": "qqq"}, "task 'qqq' is unknown"),
+        ({"seeds": 0}, "'seeds' = 0; must be >= 1"),
+        ({"seeds": [1, 1]}, "repeats a seed"),
+        ({"eval_protocol": "test"}, "'eval_protocol' = 'test'; allowed: dev, heldout"),
+        ({"model_layers": 2, "recipes": {"a": {"reinit_layers": 3}}}, "reinit_layers = 3 but the model keeps only"),
+        ({"schedule": {"backend": "slurm"}}, "'schedule.backend' = 'slurm'"),
+        ({"early_stop": {"at": 1.5}}, "'early_stop.at' = 1.5"),
+        ({"recipes": {"a": {"llrd": 1.5}}}, "'llrd' = 1.5; must be in (0, 1]"),
+    ],
+)
+def test_errors_name_file_field_and_fix(changes, fragment):
+    with pytest.raises(ConfigError) as info:
+        parse(**changes)
+    assert fragment in str(info.value)
+    assert str(info.value).startswith("exp.toml")
+
+
+def test_missing_field_is_named():
+    data = {k: v for k, v in BASE.items() if k != "model"}
+    with pytest.raises(ConfigError, match="missing required key 'model'"):
+        parse_experiment(data, "exp.toml")
+
+
+def test_scale_section_overrides(tmp_path: Path):
+    path = tmp_path / "e.toml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            name = "e"
+            task = "rte"
+            model = "bert-large-uncased"
+            seeds = 20
+            [recipes.standard]
+            [scale.cpu]
+            model = "packaged"
+            seeds = 3
+            sample_size = 100
+            """
+        )
+    )
+    paper, cpu = load_experiment(path), load_experiment(path, scale="cpu")
+    assert len(paper.runs) == 20 and paper.runs[0].model == "bert-large-uncased"
+    assert len(cpu.runs) == 3 and cpu.runs[0].model == "packaged" and cpu.runs[0].sample_size == 100
+    with pytest.raises(ConfigError, match=r"no \[scale.gpu\] section; available scales: \['cpu'\]"):
+        load_experiment(path, scale="gpu")
+
+
+def test_invalid_toml_names_file(tmp_path: Path):
+    path = tmp_path / "bad.toml"
+    path.write_text("name = ")
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+        load_experiment(path)
+
+
+def test_bundled_experiment_files_parse():
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    files = sorted(root.rglob("*.toml"))
+    assert files, "no experiment files found"
+    for path in files:
+        text = path.read_text()
+        scales = ["cpu", "paper"] if "[scale." in text else [None]
+        for scale in scales:
+            exp = load_experiment(path, scale=scale)
+            assert exp.runs, path

@@ -1,0 +1,69 @@
+"""The Parquet store: atomic parts, schema, resume ids."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from harness import store
+from harness.config import Recipe, RunSpec
+from harness.records import base_row, failed_row
+
+
+def _run(seed: int, status: str = "done", score: float = 70.0) -> tuple[dict, list[dict]]:
+    spec = RunSpec(task="rte", model="m", recipe=Recipe(), init_seed=seed, order_seed=seed, experiment="e")
+    row = {**base_row(spec), "status": status, "score": score, "metric": "accuracy", "steps_done": 10,
+           "total_steps": 10, "attempts": 1}  # fmt: skip
+    curve = [{"eval_index": i, "step": 5 * (i + 1), "fraction": (i + 1) / 2, "val_metric": 60.0 + i} for i in range(2)]
+    return row, curve
+
+
+def test_round_trip_and_schema(tmp_path: Path):
+    for seed in range(3):
+        store.write_run(tmp_path, *_run(seed))
+    runs = store.load_runs(tmp_path)
+    assert list(runs.columns) == list(store.RUN_COLUMNS)
+    assert len(runs) == 3 and set(runs["status"]) == {"done"}
+    curves = store.load_curves(tmp_path)
+    assert len(curves) == 6 and list(curves.columns) == list(store.CURVE_COLUMNS)
+    assert store.stored_run_ids(tmp_path) == set(runs["run_id"])
+
+
+def test_rewrite_replaces_not_duplicates(tmp_path: Path):
+    row, curve = _run(1, status="stopped", score=50.0)
+    store.write_run(tmp_path, row, curve)
+    store.write_run(tmp_path, {**row, "status": "done", "score": 80.0}, curve)
+    runs = store.load_runs(tmp_path)
+    assert len(runs) == 1 and runs.loc[0, "score"] == 80.0
+
+
+def test_no_temporary_files_left_and_orphan_curves_hidden(tmp_path: Path):
+    row, curve = _run(1)
+    store.write_run(tmp_path, row, curve)
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    # A crash between the curve and the run part leaves an orphan curve: not a stored run.
+    orphan_row, orphan_curve = _run(2)
+    store._write_atomic(store._frame([{**p, "run_id": orphan_row["run_id"]} for p in orphan_curve], store.CURVE_COLUMNS),
+                        tmp_path / "curves" / f"{orphan_row['run_id']}.parquet")  # fmt: skip
+    assert store.stored_run_ids(tmp_path) == {row["run_id"]}
+    assert set(store.load_curves(tmp_path)["run_id"]) == {row["run_id"]}
+
+
+def test_bad_status_and_unknown_columns_are_refused(tmp_path: Path):
+    row, curve = _run(1)
+    with pytest.raises(store.StoreError, match="status 'ok'"):
+        store.write_run(tmp_path, {**row, "status": "ok"}, curve)
+    with pytest.raises(store.StoreError, match=r"unknown column\(s\) \['accuracy'\]"):
+        store.write_run(tmp_path, {**row, "accuracy": 1.0}, curve)
+
+
+def test_failed_row_keeps_error_and_empty_store_loads(tmp_path: Path):
+    assert store.load_runs(tmp_path).empty and store.stored_run_ids(tmp_path) == set()
+    spec = RunSpec(task="rte", model="m", recipe=Recipe(), init_seed=1, order_seed=1)
+    store.write_run(tmp_path, failed_row(spec, "Traceback ... boom", attempts=3), [])
+    runs = store.load_runs(tmp_path)
+    assert runs.loc[0, "status"] == "failed" and "boom" in runs.loc[0, "error"] and math.isnan(runs.loc[0, "score"])
+    store.write_events(tmp_path, [{"run_id": spec.run_id, "kind": "retry", "message": "attempt 2"}])
+    assert store.load_events(tmp_path).loc[0, "kind"] == "retry"

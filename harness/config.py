@@ -50,6 +50,7 @@ class Recipe:
     max_steps: int | None = None
     batch_size: int = 16
     warmup_ratio: float = 0.1
+    select: str = "best"  # report the checkpoint best on validation ("best", Zhang/Mosbach) or the last ("final")
     dropout: float | None = None  # None keeps the model's own
     # Zhang et al. 2021
     reinit_layers: int = 0  # re-init the pooler and the top L encoder blocks
@@ -109,6 +110,8 @@ class Recipe:
             raise bad("llrd", self.llrd, "must be in (0, 1] (e.g. 0.95) or omitted")
         if self.head_warmup_lr is not None and self.head_warmup_lr <= 0:
             raise bad("head_warmup_lr", self.head_warmup_lr, "must be > 0 or omitted")
+        if self.select not in SELECT_MODES:
+            raise bad("select", self.select, f"allowed: {', '.join(SELECT_MODES)}")
         if self.r3f_noise not in NOISE_KINDS:
             raise bad("r3f_noise", self.r3f_noise, f"allowed: {', '.join(NOISE_KINDS)}")
         self._check_combinations(where)
@@ -159,7 +162,6 @@ class RunSpec:
     split_seed: int = 0  # fixed, independent of the run seeds (Zhang et al.)
     max_seq_length: int = 128
     num_evals: int = 10
-    select: str = "best"  # report the checkpoint best on validation, or the final one
 
     @property
     def run_id(self) -> str:
@@ -349,7 +351,7 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
     run_fields = {
         k: data[k]
         for k in ("model", "model_layers", "sample_size", "eval_protocol", "eval_size", "split_seed",
-                  "max_seq_length", "num_evals", "select")
+                  "max_seq_length", "num_evals")
         if k in data
     }  # fmt: skip
     recipes_raw = data["recipes"]
@@ -358,6 +360,8 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
     defaults = data.get("defaults", {})
     if not isinstance(defaults, Mapping):
         raise ConfigError(f"{where}: 'defaults' must be a table of recipe fields")
+    if "select" in data:  # a top-level selection rule is every recipe's default
+        defaults = {"select": data["select"], **defaults}
     recipes = []
     for rname, overrides in recipes_raw.items():
         if not isinstance(overrides, Mapping):
@@ -425,8 +429,6 @@ def validate_run(spec: RunSpec, where: str) -> None:
         )
     if spec.eval_protocol not in EVAL_PROTOCOLS:
         raise ConfigError(f"{where}: 'eval_protocol' = {spec.eval_protocol!r}; allowed: {', '.join(EVAL_PROTOCOLS)}")
-    if spec.select not in SELECT_MODES:
-        raise ConfigError(f"{where}: 'select' = {spec.select!r}; allowed: {', '.join(SELECT_MODES)}")
     for key in ("sample_size", "eval_size", "model_layers"):
         value = getattr(spec, key)
         if value is not None and value < 1:

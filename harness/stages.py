@@ -41,6 +41,7 @@ def intermediate_spec(spec: RunSpec) -> RunSpec:
         epochs=recipe.intermediate_epochs,
         batch_size=recipe.batch_size,
         warmup_ratio=recipe.warmup_ratio,
+        select="final",
     )
     return replace(
         spec,
@@ -52,7 +53,6 @@ def intermediate_spec(spec: RunSpec) -> RunSpec:
         eval_protocol="dev",
         eval_size=min(spec.eval_size or 1000, 1000),
         num_evals=1,
-        select="final",
     )
 
 

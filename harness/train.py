@@ -255,7 +255,7 @@ def summarize_run(
         return row
     best = max(curve, key=lambda p: (p["val_metric"], -p["step"]))  # earliest of equal bests
     final = curve[-1]
-    chosen = best if spec.select == "best" else final
+    chosen = best if spec.recipe.select == "best" else final
     report_key = "test_metric" if spec.eval_protocol == "heldout" else "val_metric"
     row.update(
         score=chosen[report_key],

@@ -45,7 +45,8 @@ def test_record_and_curve_contents(tiny_model_dir: Path, tiny_glue_dir: Path):
 
 
 def test_dev_protocol_and_final_selection(tiny_model_dir: Path, tiny_glue_dir: Path):
-    spec = _spec(tiny_model_dir, eval_protocol="dev", select="final", task="sst2")
+    recipe = Recipe(lr=1e-3, epochs=2.0, batch_size=8, select="final")
+    spec = _spec(tiny_model_dir, eval_protocol="dev", task="sst2", recipe=recipe)
     result = train_run(spec, RunContext(data_dir=str(tiny_glue_dir), threads=1))
     assert math.isnan(result.run["test_final"]) and result.run["score"] == result.curve[-1]["val_metric"]
 

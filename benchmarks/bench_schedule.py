@@ -26,7 +26,7 @@ from harness.schedule import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
-STEPS = 400  # ~0.3-0.5 s per run on one CPU thread
+STEPS = 1000  # ~0.5 s per run on one CPU thread
 
 
 def matmul_run(spec: RunSpec, ctx: RunContext) -> RunResult:

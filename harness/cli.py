@@ -98,7 +98,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     exp_dir, spec = resolve_experiment_dir(args.experiment, _results_root(args))
     thresholds = dict(spec.degenerate_threshold) if spec else None
-    tables = analyze_experiment(exp_dir, thresholds=thresholds, baseline=args.baseline)
+    baseline = args.baseline or (spec.recipes[0] if spec else None)
+    tables = analyze_experiment(exp_dir, thresholds=thresholds, baseline=baseline)
     print(format_summary(tables["summary"]))
     print(f"\nanalysis tables written to {exp_dir / 'analysis'}")
     return 0

@@ -120,24 +120,57 @@ class Recipe:
         """Pairs of switches that contradict each other, named together."""
         reinit = self.reinit_layers > 0 or self.reinit_pooler
         conflicts = [
-            (self.bitfit and reinit, "bitfit", "reinit_layers/reinit_pooler",
-             "BitFit freezes the weights that re-init would reset"),
+            (
+                self.bitfit and reinit,
+                "bitfit",
+                "reinit_layers/reinit_pooler",
+                "BitFit freezes the weights that re-init would reset",
+            ),
             (self.bitfit and self.lora_r > 0, "bitfit", "lora_r", "choose one parameter-efficient method"),
-            (self.lora_r > 0 and self.mixout > 0, "lora_r", "mixout",
-             "Mixout mixes full weights; LoRA freezes them"),
+            (self.lora_r > 0 and self.mixout > 0, "lora_r", "mixout", "Mixout mixes full weights; LoRA freezes them"),
             (self.bitfit and self.mixout > 0, "bitfit", "mixout", "Mixout needs trainable weights"),
-            (self.cloze and reinit, "cloze", "reinit_layers/reinit_pooler",
-             "cloze tuning reuses the pre-trained MLM head"),
-            (self.cloze and self.head_warmup_steps > 0, "cloze", "head_warmup_steps",
-             "cloze tuning has no new head to warm up"),
-            (self.cloze and self.intermediate_task is not None, "cloze", "intermediate_task",
-             "the intermediate stage trains a classification head"),
-            (self.cloze and self.r3f_lambda > 0, "cloze", "r3f_lambda",
-             "R3F compares classifier outputs; the cloze head's outputs are the MLM vocabulary"),
-            (self.lora_r > 0 and reinit, "lora_r", "reinit_layers/reinit_pooler",
-             "LoRA would freeze the re-initialised weights at their random values"),
-            (self.prior_wd > 0 and self.weight_decay > 0, "prior_wd", "weight_decay",
-             "decay toward zero and toward the pre-trained weights at once is ambiguous"),
+            (
+                self.cloze and reinit,
+                "cloze",
+                "reinit_layers/reinit_pooler",
+                "cloze tuning reuses the pre-trained MLM head",
+            ),
+            (
+                self.cloze and self.head_warmup_steps > 0,
+                "cloze",
+                "head_warmup_steps",
+                "cloze tuning has no new head to warm up",
+            ),
+            (
+                self.cloze and self.intermediate_task is not None,
+                "cloze",
+                "intermediate_task",
+                "the intermediate stage trains a classification head",
+            ),
+            (
+                self.cloze and self.r3f_lambda > 0,
+                "cloze",
+                "r3f_lambda",
+                "R3F compares classifier outputs; the cloze head's outputs are the MLM vocabulary",
+            ),
+            (
+                self.tapt_steps > 0 and self.intermediate_task is not None,
+                "tapt_steps",
+                "intermediate_task",
+                "both stages replace the pre-trained encoder and one would silently discard the other",
+            ),
+            (
+                self.lora_r > 0 and reinit,
+                "lora_r",
+                "reinit_layers/reinit_pooler",
+                "LoRA would freeze the re-initialised weights at their random values",
+            ),
+            (
+                self.prior_wd > 0 and self.weight_decay > 0,
+                "prior_wd",
+                "weight_decay",
+                "decay toward zero and toward the pre-trained weights at once is ambiguous",
+            ),
         ]
         for clash, a, b, why in conflicts:
             if clash:
@@ -426,6 +459,13 @@ def validate_run(spec: RunSpec, where: str) -> None:
         raise ConfigError(
             f"{where}: recipe '{spec.recipe.name}' field 'intermediate_task' = {spec.recipe.intermediate_task!r}; "
             f"known tasks: {', '.join(sorted(TASKS))}"
+        )
+    task = TASKS[spec.task]
+    if spec.recipe.cloze and (task.is_regression or not task.cloze_pattern or len(task.verbalizers) != task.num_labels):
+        why = "is a regression task (no labels to verbalise)" if task.is_regression else "has no pattern/verbalizers"
+        raise ConfigError(
+            f"{where}: recipe '{spec.recipe.name}' field 'cloze' = true but task {spec.task!r} {why}; "
+            f"set cloze = false for {spec.task!r} (or give the task a pattern and verbalizers in harness/tasks.py)"
         )
     if spec.eval_protocol not in EVAL_PROTOCOLS:
         raise ConfigError(f"{where}: 'eval_protocol' = {spec.eval_protocol!r}; allowed: {', '.join(EVAL_PROTOCOLS)}")

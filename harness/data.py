@@ -110,7 +110,9 @@ def _read_tsv(task: TaskDef, path: Path, delimiter: str) -> list[Example]:
             if len(row) < width:
                 raise DataError(f"{where}: {len(row)} columns, expected at least {width}")
             texts = [row[i] for i in text_idx]
-            examples.append(Example(texts[0], texts[1] if len(texts) > 1 else None, _label_of(task, row[label_idx], where)))
+            examples.append(
+                Example(texts[0], texts[1] if len(texts) > 1 else None, _label_of(task, row[label_idx], where))
+            )
     return examples
 
 
@@ -130,7 +132,9 @@ def _read_jsonl(task: TaskDef, path: Path) -> list[Example]:
                 raise DataError(f"{where}: missing key(s) {missing}")
             texts = [str(obj[c]) for c in task.text_columns]
             examples.append(
-                Example(texts[0], texts[1] if len(texts) > 1 else None, _label_of(task, str(obj[task.label_column]), where))
+                Example(
+                    texts[0], texts[1] if len(texts) > 1 else None, _label_of(task, str(obj[task.label_column]), where)
+                )
             )
     return examples
 

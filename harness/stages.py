@@ -66,7 +66,9 @@ class EncoderCheckpoint:
         state = load_file(self.path)
         missing, unexpected = model.base_model.load_state_dict(state, strict=False)
         if unexpected or missing:
-            raise RuntimeError(f"{self.path}: encoder does not fit the model (missing {missing}, unexpected {unexpected})")
+            raise RuntimeError(
+                f"{self.path}: encoder does not fit the model (missing {missing}, unexpected {unexpected})"
+            )
 
 
 def intermediate_checkpoint(spec: RunSpec, ctx: RunContext) -> EncoderCheckpoint:

@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from harness import cloze, recipes
 from harness import data as D
-from harness import recipes
 from harness.config import ConfigError, RunSpec
 from harness.models import count_parameters, init_head, load_classifier, load_tokenizer
 from harness.provenance import provenance
 from harness.records import EvalPoint, RunContext, RunResult, base_row
 from harness.stages import intermediate_checkpoint
+from harness.tapt import tapt_checkpoint
 
 
 def seed_everything(seed: int) -> None:
@@ -131,13 +132,25 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
     majority_val = 100.0 * D.majority_baseline(spec.task, train_examples, splits.val)
     majority_test = 100.0 * D.majority_baseline(spec.task, train_examples, splits.test) if splits.test else math.nan
 
-    # Model: pre-trained body (or the intermediate-task encoder), head drawn from init_seed.
+    # Model: pre-trained body (or the intermediate-task / TAPT encoder), head drawn from init_seed;
+    # cloze (PET) instead scores verbalisers with the MLM head: no new head, the pattern in the tokenizer.
     tokenizer = load_tokenizer(spec.model)
     seed_everything(spec.init_seed)  # any weights the checkpoint lacks are drawn from init_seed too
-    model = load_classifier(spec.model, task.num_labels, spec.model_layers)
+    stage_notes: list[str] = []
+    if recipe.cloze:
+        model, note = cloze.load_cloze_model(spec.model, task, tokenizer, spec.model_layers, recipe.tapt_steps)
+        tokenizer = cloze.ClozeTokenizer(tokenizer, task)
+        stage_notes.append(note)
+    else:
+        model = load_classifier(spec.model, task.num_labels, spec.model_layers)
     if recipe.intermediate_task is not None:
         intermediate_checkpoint(spec, ctx).load_encoder_into(model)
-    init_head(model, spec.init_seed)
+    if recipe.tapt_steps > 0:
+        tapt = tapt_checkpoint(spec, ctx)
+        tapt.load_into(model)
+        stage_notes.append(tapt.note)
+    if not recipe.cloze:
+        init_head(model, spec.init_seed)
     model = recipes.prepare_model(model, recipe, init_seed=spec.init_seed)
     model.to(device)
     model.train()
@@ -232,7 +245,7 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
         attempts=1,
         device=str(device),
         provenance=provenance(device),
-        notes=recipes.run_notes(model, recipe) if hasattr(recipes, "run_notes") else "",
+        notes="; ".join(n for n in (*stage_notes, recipes.run_notes(model, recipe)) if n),
     )
     return RunResult(row, curve), model
 
@@ -266,4 +279,3 @@ def summarize_run(
         best_step=best["step"],
     )
     return row
-

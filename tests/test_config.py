@@ -131,7 +131,7 @@ def test_scale_section_overrides(tmp_path: Path):
 def test_invalid_toml_names_file(tmp_path: Path):
     path = tmp_path / "bad.toml"
     path.write_text("name = ")
-    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+    with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML"):
         load_experiment(path)
 
 

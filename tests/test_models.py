@@ -19,11 +19,11 @@ def test_local_directory_resolves_and_loads(tiny_model_dir: Path):
 
 
 def test_errors_name_the_model_and_fix(tmp_path: Path, tiny_model_dir: Path):
-    with pytest.raises(models.ModelError, match="has no config.json"):
+    with pytest.raises(models.ModelError, match=r"has no config\.json"):
         models.resolve_model(str(tmp_path))
     with pytest.raises(models.ModelError, match="does not exist"):
         models.resolve_model(str(tmp_path / "nope"))
-    with pytest.raises(models.ModelError, match="model_layers = 9 but .* has only 4 layers"):
+    with pytest.raises(models.ModelError, match=r"model_layers = 9 but .* has only 4 layers"):
         models.load_classifier(str(tiny_model_dir), num_labels=2, layers=9)
 
 

@@ -98,9 +98,13 @@ def test_batch_order_and_eval_steps():
 
 @pytest.mark.real
 def test_packaged_model_learns_sst2(packaged_model: str, glue_dir: Path):
-    """A real pre-trained encoder on real data beats the majority class within a few updates."""
-    spec = RunSpec(task="sst2", model=packaged_model, recipe=Recipe(lr=5e-5, max_steps=30, batch_size=16),
-                   init_seed=1, order_seed=1, sample_size=480, model_layers=2, max_seq_length=64, num_evals=2,
+    """A real pre-trained encoder on real data beats the majority class within 50 updates.
+
+    (The packaged MiniLM's [CLS]/pooler path starts nearly constant across inputs: it needs all six
+    layers and a lr around 1e-4 to move off the majority class this quickly.)
+    """
+    spec = RunSpec(task="sst2", model=packaged_model, recipe=Recipe(lr=1e-4, max_steps=50, batch_size=16),
+                   init_seed=1, order_seed=1, sample_size=800, max_seq_length=48, num_evals=2,
                    eval_size=200, eval_protocol="dev")  # fmt: skip
     result = train_run(spec, RunContext(data_dir=str(glue_dir), threads=2))
     assert result.run["status"] == "done"

@@ -153,7 +153,7 @@ def run_experiment(
         todo = [s for s in specs if s.run_id not in stored]
         summary = RunSummary(experiment.name, name, 0, total=len(specs), skipped=len(specs) - len(todo))
         if not todo:
-            return summary
+            return dataclasses.replace(summary, wall_time_s=time.monotonic() - started)
         tracker = _tracker(experiment, exp_dir, specs, stored, todo)
         ctx_fields = {
             "data_dir": data_dir or experiment.data_dir,

@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -64,25 +65,46 @@ def plan_slots(
     return [Slot(i, "cpu", "cpu", {"CUDA_VISIBLE_DEVICES": "", **threads}) for i in range(n)]
 
 
-def _worker_main(train_fn: str, ctx_fields: dict[str, Any], env: dict[str, str], conn: Connection, parent: int) -> None:
+BAD_FORK = "HARNESS_BAD_FORK"
+
+
+def _worker_main(train_fn: str, ctx_fields: dict[str, Any], env: dict[str, str], conn: Connection) -> None:
     """A worker for exactly one attempt: import the training stack first, then wait for the attempt."""
-    die_with_parent()
-    if os.getppid() != parent:  # the driver died before prctl took effect
+    die_with_parent()  # our parent is the forkserver (or the driver under spawn); it dies with the driver
+    if os.getppid() == 1:  # orphaned before prctl took effect
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it terminates us
-    os.environ.update(env)  # before the train function imports torch
-    with contextlib.suppress(Exception):  # warm up (torch import); an import error is reported by run_attempt
+    os.environ.clear()
+    os.environ.update(env)  # the driver's environment now, and this slot's device and threads
+    with contextlib.suppress(Exception):  # warm up; an import error is reported by run_attempt
         load_train_fn(train_fn)
     try:
         attempt = conn.recv()
-    except (EOFError, OSError):
+    except (EOFError, OSError):  # the driver is gone
         return
     if attempt is None:
         return
     conn.send(Started(attempt.key, ctx_fields["device"]))
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda._is_in_bad_fork():
+        conn.send(Crashed(attempt.key, f"{BAD_FORK}: CUDA was initialised in the forkserver; retrying under spawn"))
+        return
     message = run_attempt(attempt, train_fn, ctx_fields, conn.send, conn.recv)
     conn.send(message)
     conn.close()
+
+
+def start_context(train_fn: str, method: str = "forkserver") -> Any:
+    """forkserver with the training module preloaded (workers fork in ms instead of importing torch in s),
+    or spawn ($HARNESS_START_METHOD=spawn, or where forkserver does not exist). Never plain fork."""
+    method = os.environ.get("HARNESS_START_METHOD", method)
+    if method == "forkserver" and "forkserver" in mp.get_all_start_methods():
+        context = mp.get_context("forkserver")
+        # NVML-based CUDA checks: a preload that asks torch.cuda.is_available() must not initialise CUDA
+        os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+        context.set_forkserver_preload(["harness.schedule.local", train_fn.partition(":")[0]])
+        return context
+    return mp.get_context("spawn")
 
 
 @dataclass
@@ -113,6 +135,7 @@ class LocalBackend(Backend):
         max_workers: int | None = None,
         gpus: list[str] | None = None,
         prestart: bool = True,
+        start_method: str = "forkserver",
     ):
         self.train_fn = train_fn
         self.ctx_fields = dict(ctx_fields)
@@ -122,7 +145,7 @@ class LocalBackend(Backend):
         self._live: dict[str, _Live] = {}
         self._spares: dict[int, _Worker] = {}  # slot index -> a started worker waiting for its attempt
         self.prestart = prestart
-        self._mp = mp.get_context("spawn")  # no fork: no inherited CUDA state, threads or locks
+        self._mp = start_context(train_fn, start_method)  # no plain fork: no inherited CUDA state, threads, locks
 
     @property
     def slots(self) -> int:
@@ -138,7 +161,7 @@ class LocalBackend(Backend):
         parent_conn, child_conn = self._mp.Pipe(duplex=True)
         process = self._mp.Process(
             target=_worker_main,
-            args=(self.train_fn, ctx, slot.env, child_conn, os.getpid()),
+            args=(self.train_fn, ctx, {**os.environ, **slot.env}, child_conn),
             name=f"harness-worker-{slot.label}",
             daemon=True,
         )
@@ -170,6 +193,9 @@ class LocalBackend(Backend):
         out: list[Message] = []
         for key, live in list(self._live.items()):
             out.extend(self._drain(live))
+            if any(isinstance(m, Crashed) and m.error.startswith(BAD_FORK) for m in out):
+                self._mp = mp.get_context("spawn")
+                self._kill_spares()
             if not live.process.is_alive():
                 out.extend(self._drain(live))  # anything sent just before exiting
                 if not live.final:
@@ -216,13 +242,16 @@ class LocalBackend(Backend):
             live.process.join(timeout=5)
             self._retire(key)
 
-    def close(self) -> None:
+    def _kill_spares(self) -> None:
         for worker in self._spares.values():
             worker.process.kill()
         for worker in self._spares.values():
             worker.process.join(timeout=3)
             worker.conn.close()
         self._spares.clear()
+
+    def close(self) -> None:
+        self._kill_spares()
         for live in self._live.values():
             if live.process.is_alive():
                 live.process.terminate()

@@ -1,0 +1,350 @@
+"""`harness report <experiment>`: results/<name>/report/report.md, report.html and the PNG figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis import analyze_experiment, compare, is_degenerate
+from harness.analysis.describe import COUNTED_STATUSES
+from harness.config import ExperimentSpec
+from harness.report import plots
+from harness.report.paper import (
+    PaperReference,
+    ReportError,
+    Verdict,
+    claim_rows,
+    paper_table,
+    parse_paper,
+    verdict,
+    verdict_table,
+    with_note,
+)
+from harness.report.provenance import (
+    model_description,
+    provenance_table,
+    recipe_table,
+    sample_note,
+    score_label,
+    setup_table,
+    substitution_notes,
+)
+from harness.report.render import write_html
+from harness.report.tables import (
+    comparison_tables,
+    decomposition_table,
+    early_stopping_table,
+    emp_table,
+    failure_summary,
+    md_table,
+    status_table,
+    summary_table,
+)
+from harness.store import load_curves, load_runs
+
+REPORT_DIR = "report"
+HOLM_NOTE = (
+    "p (Holm): Holm-Bonferroni adjusted across every test of this table (all methods, all pairs); bold when "
+    "below 0.05. Effects are a − b (mean difference, bootstrap BCa 95% CI), a / b (std ratio) and the odds ratio of "
+    "degenerate runs (conditional MLE with its exact CI). Rank-biserial r = 2U/(n_a n_b) − 1. P(a>b): probability "
+    "that a random seed of a beats one of b. ASO ε_min < 0.5 means a is almost stochastically better (0.2 strict)."
+)
+VERDICT_NOTE = (
+    "How a verdict is made: the paper effect is a − b of the claimed statistic from the printed numbers (for std "
+    'also the ratio a / b), or "not published" when the paper showed it only in a figure. Our effect and its 95% '
+    "CI come from the comparison table (bootstrap CI of the mean difference; bootstrap CI of the std ratio; for "
+    "degenerate rates the difference of rates with Fisher's conditional odds ratio and its exact CI). Direction "
+    "reproduced: our point effect has the claimed sign. Significant: direction reproduced and the matching test's "
+    "Holm-adjusted two-sided p < 0.05 (Welch t for means, Brown-Forsythe or Levene for std, Fisher exact for "
+    "degenerate rates); this equals a one-tailed test at 0.025, stricter than the papers' one-tailed 0.05. "
+    "Paper effect within ours: the paper's effect lies inside our 95% CI (or within the claim's tolerance)."
+)
+
+
+def _fig(md: list[str], path: Path | None, caption: str) -> None:
+    if path is not None:
+        md.append(f"![{caption}]({path.name})")
+        md.append("")
+
+
+def _clear_figures(out: Path) -> None:
+    for old in out.glob("*.png"):
+        old.unlink()
+
+
+def recipe_order(runs: pd.DataFrame, spec: ExperimentSpec | None) -> list[str]:
+    stored = list(dict.fromkeys(runs["recipe"].astype(str)))
+    declared = [r for r in (spec.recipes if spec else ()) if r in stored]
+    return list(dict.fromkeys([*declared, *stored]))
+
+
+def order_runs(runs: pd.DataFrame, spec: ExperimentSpec | None) -> pd.DataFrame:
+    """Runs sorted (stably) by the experiment's task and recipe order, so tables and figures follow the TOML."""
+    tasks = list(dict.fromkeys([*(spec.tasks if spec else ()), *runs["task"].astype(str)]))
+    recipes = recipe_order(runs, spec)
+    key = runs["task"].astype(str).map(tasks.index) * len(recipes) + runs["recipe"].astype(str).map(recipes.index)
+    return runs.iloc[key.to_numpy().argsort(kind="stable")]
+
+
+def order_frame(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """An analysis table's rows in the order of `runs`' configurations (tables without task/recipe unchanged)."""
+    if frame.empty or "task" not in frame or ("recipe" not in frame and "a" not in frame):
+        return frame
+    configs = list(dict.fromkeys(zip(runs["task"].astype(str), runs["recipe"].astype(str), strict=True)))
+    rank = {c: i for i, c in enumerate(configs)}
+    col = "recipe" if "recipe" in frame else "a"
+    key = [rank.get((t, r), len(rank)) for t, r in zip(frame["task"].astype(str), frame[col].astype(str), strict=True)]
+    return frame.iloc[np.argsort(key, kind="stable")].reset_index(drop=True)
+
+
+def _extra_rows(
+    runs: pd.DataFrame, degenerate: pd.Series, task: str, a: str, b: str, n_boot: int, n_perm: int, seed: int
+) -> pd.DataFrame | None:
+    """Comparison rows for a claimed pair that the main table lacks (Holm within this pair's tests only)."""
+    counted = runs[runs["status"].astype(str).isin(COUNTED_STATUSES) & (runs["task"].astype(str) == task)]
+    sa, sb = counted[counted["recipe"].astype(str) == a], counted[counted["recipe"].astype(str) == b]
+    if sa.empty or sb.empty:
+        return None
+    res = compare(
+        sa["score"].to_numpy(float),
+        sb["score"].to_numpy(float),
+        degenerate_a=degenerate.loc[sa.index].to_numpy(),
+        degenerate_b=degenerate.loc[sb.index].to_numpy(),
+        n_boot=n_boot,
+        n_perm=n_perm,
+        seed=seed,
+    )
+    return pd.DataFrame([{"task": task, "a": a, "b": b, **dataclasses.asdict(c)} for c in res])
+
+
+def paper_verdicts(
+    ref: PaperReference,
+    runs: pd.DataFrame,
+    degenerate: pd.Series,
+    tables: dict[str, pd.DataFrame],
+    n_boot: int,
+    n_perm: int,
+) -> list[Verdict]:
+    ours = model_description(runs)
+    out = []
+    for i, claim in enumerate(ref.claims):
+        rows = claim_rows(tables["comparisons"], claim)
+        note = ""
+        if rows is None:
+            extra = _extra_rows(runs, degenerate, claim.task, claim.a, claim.b, n_boot, n_perm, seed=977 + i)
+            if extra is not None:
+                rows = claim_rows(extra, claim)
+                note = (
+                    "Pair outside the main comparison table (which compares every recipe with the baseline): "
+                    "computed here with the same tests, Holm-adjusted within this pair's tests only."
+                )
+        summary = tables["summary"]
+        s = summary[(summary["task"].astype(str) == claim.task)]
+        n = {str(r["recipe"]): int(r["n"]) for r in s.to_dict("records")}
+        seeds = f"n = {n.get(claim.a, 0)}/{n.get(claim.b, 0)}"
+        paper_scale = ", ".join(x for x in (ref.model, f"{ref.seeds} seeds" if ref.seeds else "") if x)
+        scale = f"ours: {ours}, {seeds}; paper: {paper_scale or 'scale not given'}"
+        fewer = ref.seeds is not None and min(n.get(claim.a, 0), n.get(claim.b, 0)) < ref.seeds
+        v = verdict(
+            ref,
+            claim,
+            summary,
+            rows,
+            scale,
+            sample_note(runs, claim.task) + ("; fewer seeds than the paper" if fewer else ""),
+        )
+        out.append(with_note(v, note) if note else v)
+    return out
+
+
+def write_report(
+    exp_dir: Path,
+    spec: ExperimentSpec | None = None,
+    baseline: str | None = None,
+    *,
+    n_boot: int = 2000,
+    n_perm: int = 9999,
+) -> Path:
+    """Analyse the store under exp_dir and write exp_dir/report/{report.md, report.html, *.png}; returns report.md."""
+    exp_dir = Path(exp_dir)
+    runs = load_runs(exp_dir)
+    if runs.empty:
+        raise ReportError(f"no stored runs under {exp_dir}; run `harness run <experiment.toml>` first")
+    curves = load_curves(exp_dir)
+    thresholds = dict(spec.degenerate_threshold) if spec else None
+    ref = parse_paper(spec.paper) if spec else None
+    recipes = recipe_order(runs, spec)
+    per_task = runs.groupby(runs["task"].astype(str))["recipe"].agg(lambda r: set(r.astype(str)))
+    if baseline is None and all(recipes[0] in found for found in per_task):
+        baseline = recipes[0]  # the experiment's first declared recipe, not the first run id on disk
+    elif baseline not in recipes:
+        raise ReportError(f"baseline recipe {baseline!r} has no stored runs; recipes: {', '.join(recipes)}")
+    runs = order_runs(runs, spec)
+    tables = {
+        k: order_frame(v, runs)
+        for k, v in analyze_experiment(exp_dir, thresholds, baseline, n_boot=n_boot, n_perm=n_perm).items()
+    }
+    degenerate = is_degenerate(runs, thresholds)
+    out = exp_dir / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_figures(out)
+    colors = plots.group_colors(recipes)
+    summary, rules = tables["summary"], tables["degenerate_rules"]
+    metrics = dict(zip(runs["task"].astype(str), runs["metric"].astype(str), strict=True))
+    name = spec.name if spec else exp_dir.name
+
+    md = [f"# Report: {name}", ""]
+    if spec is not None and spec.description:
+        md += [spec.description, ""]
+    md += [
+        f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {len(runs)} stored runs in "
+        f"`{exp_dir}`. Scores are metric × 100 on the {score_label(runs)}.",
+        "",
+    ]
+
+    md += ["## Setup", "", setup_table(runs, spec), ""]
+    recipes_md = recipe_table(runs)
+    if recipes_md:
+        md += ["Recipes:", "", recipes_md, ""]
+    md += ["## Provenance", "", provenance_table(runs), ""]
+    notes = substitution_notes(runs, spec, ref.model if ref else "", ref.notes if ref else ())
+    if notes:
+        md += ["## Substitutions and caveats", "", *(f"- {n}" for n in notes), ""]
+
+    md += ["## Runs by status", "", status_table(runs), ""]
+    failures = failure_summary(runs)
+    if failures:
+        md += ["Failed runs (no score; excluded from n), by error:", "", failures, ""]
+
+    md += ["## Degenerate-run definition", ""]
+    md += [f"- {r}" for r in rules["rule"]] + [""]
+    md += [
+        "## Summary per recipe",
+        "",
+        summary_table(summary),
+        "",
+        "n counts done, stopped and diverged runs (failed runs are excluded); diverged runs have no score and count "
+        "as degenerate. CIs: BCa bootstrap for mean and std, Wilson for the degenerate rate.",
+        "",
+    ]
+    lines = plots.degenerate_lines(rules, summary)
+    _fig(
+        md,
+        plots.seed_distributions(runs, degenerate, lines, colors, out / "seeds.png", score_label(runs)),
+        "Seed distributions per recipe: box = quartiles, dots = seeds, × = degenerate seeds",
+    )
+    _fig(
+        md,
+        plots.degenerate_rates(summary, colors, out / "degenerate.png"),
+        "Degenerate-run rate per recipe with 95% Wilson intervals",
+    )
+
+    if ref is not None:
+        md += [
+            "## Paper vs ours",
+            "",
+            f"Reference: {ref.source}"
+            + (f" ({ref.split})" if ref.split else "")
+            + (f"; model {ref.model}" if ref.model else "")
+            + (f"; {ref.seeds} seeds" if ref.seeds else "")
+            + ".",
+            "",
+            paper_table(ref, summary),
+            "",
+        ]
+        if ref.claims:
+            verdicts = paper_verdicts(ref, runs, degenerate, tables, n_boot, n_perm)
+            md += ["### Verdict per claim", "", verdict_table(verdicts), "", VERDICT_NOTE, ""]
+
+    comparisons = tables["comparisons"]
+    md += ["## Comparisons", ""]
+    if comparisons.empty:
+        md += ["Only one recipe per task: nothing to compare.", ""]
+    else:
+        loc, spread = comparison_tables(comparisons)
+        md += ["Location (a − b):", "", loc, "", "Spread and degenerate runs:", "", spread, "", HOLM_NOTE, ""]
+
+    md += [
+        "## Expected maximum performance",
+        "",
+        emp_table(tables["expected_max"]),
+        "",
+        "Expected best validation score among n seeds drawn with replacement from the stored runs (Dodge et al. "
+        "2019), with a 95% bootstrap band.",
+        "",
+    ]
+    _fig(
+        md,
+        plots.expected_max(tables["expected_max"], metrics, colors, out / "expected_max.png"),
+        "Expected maximum validation score vs number of trials",
+    )
+
+    md += ["## Evaluation curves", ""]
+    if curves.empty:
+        md += ["No curves stored.", ""]
+    for task in dict.fromkeys(runs["task"].astype(str)):
+        _fig(
+            md,
+            plots.eval_curves(curves, runs, degenerate, task, out / f"curves_{_slug(task)}.png"),
+            f"{task}: evaluation curve of every seed, coloured by final outcome",
+        )
+
+    md += ["## Variance decomposition (init vs data order)", ""]
+    dec = tables["variance_decomposition"]
+    if dec.empty:
+        md += [
+            "No configuration has an init × data-order seed grid (≥ 2 × 2); declare `seeds = {init = [..], "
+            "order = [..]}` to decompose the variance.",
+            "",
+        ]
+    else:
+        md += [
+            decomposition_table(dec),
+            "",
+            'Two-way random-effects ANOVA shares; "std, init fixed" is Dodge et al.\'s expected std with the init '
+            "seed held fixed (only the data order varies).",
+            "",
+        ]
+        _fig(md, plots.variance_shares(dec, out / "variance.png"), "Share of score variance by seed source")
+
+    md += ["## Early-stopping simulation", ""]
+    es = tables.get("early_stopping")
+    if es is None or es.empty:
+        md += ["No stored curves of done/diverged runs: nothing to simulate.", ""]
+    else:
+        md += [
+            "Dodge et al. 2020: start t seeds, stop all after a fraction f of training, train only the best p "
+            "to the end; cost t·f + p·(1 − f) full runs. Simulated from the stored curves by drawing t seeds. Each "
+            "cell: compute saved · probability that the seed best after full training is kept · expected best "
+            "final validation score among the kept.",
+            "",
+            early_stopping_table(es),
+            "",
+        ]
+
+    md += [
+        "## Files",
+        "",
+        md_table(
+            ["file", "content"],
+            [
+                ["`analysis/*.parquet`", "every analysis table behind this report (`harness analyze`)"],
+                ["`report/*.png`", "the figures above"],
+                ["`report/report.html`", "this report, self-contained"],
+            ],
+            "ll",
+        ),
+        "",
+    ]
+    md_path = out / "report.md"
+    md_path.write_text("\n".join(md), encoding="utf-8")
+    write_html(md_path, title=f"Report: {name}")
+    return md_path
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)

@@ -1,0 +1,326 @@
+"""Report layer: files, sections, self-contained HTML, paper verdicts on data with a known effect, compare."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+
+from harness.config import parse_experiment
+from harness.report import ReportError, compare_report, markdown_to_html, parse_paper, write_report
+from harness.store import write_run
+
+FAST = {"n_boot": 200, "n_perm": 199}
+N_INIT, N_ORDER, N_EVALS = 4, 2, 5
+PROVENANCE = json.dumps({"torch": "2.13.0", "transformers": "5.0.0", "device": "cpu", "git_sha": "deadbeef"})
+
+
+def build_store(
+    path: Path, offsets: dict[str, float], seed: int = 0, model: str = "packaged", failed: bool = True
+) -> Path:
+    """rte runs: recipe score = 70 + offset + init/order effects + tiny noise, on a 4 x 2 seed grid; 5 eval points.
+    standard gets one extra failed run; 'bad' recipes (offset <= -20) sit on the majority baseline (degenerate)."""
+    rng = np.random.default_rng(seed)
+    init_fx, order_fx = rng.normal(0, 1.0, N_INIT), rng.normal(0, 0.5, N_ORDER)
+    frac = np.arange(1, N_EVALS + 1) / N_EVALS
+    for recipe, offset in offsets.items():
+        for i in range(N_INIT):
+            for j in range(N_ORDER):
+                final = 70 + offset + init_fx[i] + order_fx[j] + rng.normal(0, 0.05)
+                if offset <= -20:
+                    final = 52.5 - abs(rng.normal(0, 0.3))
+                curve = 52.0 + (final - 52.0) * frac
+                spec = {
+                    "model": model,
+                    "model_layers": 2,
+                    "sample_size": 1000,
+                    "eval_protocol": "heldout",
+                    "recipe": {"name": recipe, "lr": 2e-5, "reinit_layers": 2 if recipe == "reinit" else 0},
+                }
+                run = {
+                    "run_id": f"{recipe}-{i}-{j}",
+                    "experiment": path.name,
+                    "task": "rte",
+                    "recipe": recipe,
+                    "model": model,
+                    "config_key": f"rte/{recipe}",
+                    "init_seed": i,
+                    "order_seed": j,
+                    "sample_seed": 0,
+                    "status": "done",
+                    "metric": "accuracy",
+                    "score": final,
+                    "val_best": final + 0.5,
+                    "val_final": final,
+                    "majority_val": 52.9,
+                    "majority_test": 52.5,
+                    "steps_done": 100,
+                    "total_steps": 100,
+                    "attempts": 1,
+                    "provenance": PROVENANCE,
+                    "spec": json.dumps(spec),
+                    "device": "cpu",
+                    "finished_at": "2025-01-01T00:00:00Z",
+                }
+                points = [
+                    {"eval_index": k, "step": 20 * (k + 1), "fraction": float(frac[k]), "val_metric": curve[k]}
+                    for k in range(N_EVALS)
+                ]
+                write_run(path, run, points)
+    failed_run = {
+        "run_id": "standard-failed",
+        "experiment": path.name,
+        "task": "rte",
+        "recipe": "standard",
+        "model": model,
+        "config_key": "rte/standard",
+        "init_seed": 9,
+        "order_seed": 9,
+        "sample_seed": 0,
+        "status": "failed",
+        "metric": "accuracy",
+        "steps_done": 0,
+        "total_steps": 100,
+        "attempts": 3,
+        "error": "Traceback ...\nRuntimeError: worker killed (signal 9)",
+    }
+    if failed:
+        write_run(path, failed_run, [])
+    return path
+
+
+PAPER = {
+    "source": "Zhang et al. 2021, Table 1 (test, 20 seeds, BERT-large)",
+    "model": "bert-large-uncased",
+    "seeds": 20,
+    "results": {"rte": {"standard": {"mean": 69.5, "std": 2.5}, "reinit": {"mean": 72.6, "std": 1.6}}},
+    "claims": [
+        {"claim": "Re-init improves the mean over Standard", "task": "rte", "a": "reinit", "b": "standard"},
+        {"claim": "Re-init lowers the mean", "task": "rte", "a": "reinit", "b": "standard", "direction": "less"},
+        {
+            "claim": "Bad has more degenerate runs",
+            "task": "rte",
+            "a": "bad",
+            "b": "standard",
+            "statistic": "degenerate_rate",
+            "where": "Figure 2",
+        },
+        {"claim": "Re-init beats Bad", "task": "rte", "a": "reinit", "b": "bad"},
+    ],
+}
+
+
+def experiment_spec(name: str, paper: dict | None = None):
+    data = {
+        "name": name,
+        "model": "packaged",
+        "task": "rte",
+        "seeds": {"init": N_INIT, "order": N_ORDER},
+        "description": "Synthetic store for the report tests.",
+        "recipes": {"standard": {}, "reinit": {"reinit_layers": 2}, "bad": {"lr": 1e-3}},
+    }
+    if paper:
+        data["paper"] = paper
+    return parse_experiment(data, f"{name}.toml")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    exp = build_store(tmp_path_factory.mktemp("results") / "zhang", {"standard": 0.0, "reinit": 5.0, "bad": -30.0})
+    return write_report(exp, spec=experiment_spec("zhang", PAPER), **FAST)
+
+
+def table_row(md: str, first_cell: str) -> list[str]:
+    line = next(x for x in md.splitlines() if x.startswith(f"| {first_cell} |"))
+    return [c.strip() for c in line.strip().strip("|").split(" | ")]
+
+
+def test_report_files_exist(report):
+    out = report.parent
+    assert report.name == "report.md" and report.is_file()
+    assert (out / "report.html").is_file()
+    for name in ("seeds", "degenerate", "expected_max", "curves_rte", "variance"):
+        png = out / f"{name}.png"
+        assert png.is_file() and png.stat().st_size > 5000, name
+        pixels = mpimg.imread(png)
+        assert pixels.shape[0] > 200 and pixels.shape[1] > 300
+        assert pixels[..., :3].std() > 0.01, f"{name}.png looks blank"
+        assert f"]({name}.png)" in report.read_text()
+
+
+def test_report_sections(report):
+    md = report.read_text()
+    for heading in (
+        "# Report: zhang",
+        "## Setup",
+        "## Provenance",
+        "## Substitutions and caveats",
+        "## Runs by status",
+        "## Degenerate-run definition",
+        "## Summary per recipe",
+        "## Paper vs ours",
+        "### Verdict per claim",
+        "## Comparisons",
+        "## Expected maximum performance",
+        "## Evaluation curves",
+        "## Variance decomposition",
+        "## Early-stopping simulation",
+    ):
+        assert heading in md, heading
+    assert "accuracy <= the majority-class baseline" in md
+    assert "`2.13.0`" in md and "`deadbeef`" in md  # provenance
+    assert "not BERT-large" in md  # substitution note for the packaged model
+    assert "worker killed (signal 9)" in md  # failed runs' errors
+    status = table_row(md, "rte")  # first status row: rte / standard
+    assert status[:7] == ["rte", "standard", "8", "0", "0", "1", "9"]
+    assert "Holm" in md and "Brown-Forsythe" in md
+    # recipes follow the TOML order, and the default baseline is its first recipe
+    assert md.index("| rte | reinit vs standard |") < md.index("| rte | bad vs standard |")
+
+
+def test_html_is_self_contained(report):
+    html = (report.parent / "report.html").read_text()
+    sources = re.findall(r'src="([^"]*)"', html)
+    assert len(sources) == 5 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<link" not in html and "http://" not in html and "https://" not in html
+    assert "<table>" in html and "<h2" in html
+
+
+def test_paper_table_shows_paper_numbers(report):
+    md = report.read_text()
+    standard = next(x for x in md.splitlines() if x.startswith("| rte | standard | 69.5"))
+    assert "69.5 ± 2.5 [20]" in standard
+    assert re.search(r"\| 70\.\d ± \d\.\d \[8\] \|", standard)  # ours: mean about 70, 8 counted runs
+    assert "72.6 ± 1.6 [20]" in md
+    assert "not in the paper" in md  # 'bad' has no paper numbers
+
+
+def verdict_cells(md: str, claim: str) -> dict[str, str]:
+    header = table_row(md, "claim")
+    return dict(zip(header, table_row(md, claim), strict=True))
+
+
+def test_verdicts_from_known_effects(report):
+    md = report.read_text()
+    up = verdict_cells(md, "Re-init improves the mean over Standard")
+    assert up["paper effect"] == "+3.1"
+    assert up["our effect [95% CI]"].startswith("+5.0") or up["our effect [95% CI]"].startswith("+4.9")
+    assert up["direction reproduced"] == "yes"
+    assert up["significant"].startswith("yes (Welch t")
+    assert up["paper effect within ours"] == "no"
+    assert "n = 8/8" in up["caveat (scale)"] and "bert-large-uncased" in up["caveat (scale)"]
+    assert "fewer seeds than the paper" in up["caveat (scale)"]
+
+    down = verdict_cells(md, "Re-init lowers the mean")
+    assert down["direction reproduced"] == "no" and down["significant"].startswith("no")
+
+    degenerate = verdict_cells(md, "Bad has more degenerate runs")
+    assert degenerate["paper effect"] == "not published (only in Figure 2)"
+    assert degenerate["our effect [95% CI]"].startswith("+100 pp (8/8 vs 0/8")
+    assert degenerate["direction reproduced"] == "yes" and degenerate["significant"].startswith("yes (Fisher")
+
+    # neither recipe is the baseline: computed outside the main table and marked
+    outside = verdict_cells(md, "Re-init beats Bad")
+    assert outside["direction reproduced"] == "yes" and outside["caveat (scale)"].endswith("†")
+    assert "† Pair outside the main comparison table" in md
+
+
+def test_compare_report(tmp_path):
+    a = build_store(tmp_path / "minilm", {"standard": 0.0, "reinit": 5.0}, seed=1)
+    b = build_store(tmp_path / "bert", {"standard": 2.0, "reinit": 1.0, "longer": 3.0}, seed=2, model="bert-base")
+    md_path = compare_report(a, b, **FAST)
+    assert md_path == tmp_path / "compare-minilm-vs-bert" / "report.md"
+    md = md_path.read_text()
+    for text in (
+        "# Comparison: minilm vs bert",
+        "## Summary per configuration",
+        "## Comparison tests",
+        "| rte/standard | minilm vs bert |",
+        "| rte/reinit | minilm vs bert |",
+        "bert-base",
+    ):
+        assert text in md, text
+    assert "rte/longer" not in md.split("## Comparison tests")[1]  # only configurations in common
+    for name in ("seeds", "degenerate", "expected_max"):
+        assert (md_path.parent / f"{name}.png").stat().st_size > 5000
+    html = (md_path.parent / "report.html").read_text()
+    assert all(s.startswith("data:image/png") for s in re.findall(r'src="([^"]*)"', html))
+
+
+def test_compare_report_needs_common_configs(tmp_path):
+    a = build_store(tmp_path / "a", {"standard": 0.0}, failed=False)
+    b = build_store(tmp_path / "b", {"other": 0.0}, failed=False)
+    with pytest.raises(ReportError, match="share no task/recipe"):
+        compare_report(a, b, **FAST)
+
+
+def test_report_without_paper_or_spec(tmp_path):
+    exp = build_store(tmp_path / "own", {"standard": 0.0, "reinit": 1.0})
+    md = write_report(exp, **FAST).read_text()
+    assert "## Paper vs ours" not in md and "## Summary per recipe" in md
+    with pytest.raises(ReportError, match="no stored runs"):
+        write_report(tmp_path / "empty")
+
+
+@pytest.mark.parametrize(
+    ("paper", "match"),
+    [
+        ({"model": "x"}, "'source' is required"),
+        ({"source": "s", "table": 1}, "unknown key"),
+        ({"source": "s", "results": {"rte": {"standard": {"mean": 1, "sd": 2}}}}, "unknown field"),
+        ({"source": "s", "results": {"rte": {"standard": {"degenerate_rate": 48}}}}, r"fraction in \[0, 1\]"),
+        (
+            {"source": "s", "claims": [{"claim": "c", "task": "rte", "a": "x", "b": "y", "statistic": "iqm"}]},
+            "statistic",
+        ),
+        (
+            {
+                "source": "s",
+                "claims": [{"claim": "c", "task": "rte", "a": "x", "b": "y", "statistic": "std", "test": "welch_t"}],
+            },
+            "test",
+        ),
+        ({"source": "s", "claims": [{"claim": "c", "task": "rte", "a": "x"}]}, "missing"),
+    ],
+)
+def test_parse_paper_rejects_bad_sections(paper, match):
+    with pytest.raises(ReportError, match=match):
+        parse_paper(paper)
+
+
+def test_parse_paper_reads_the_documented_example():
+    docs = Path(__file__).resolve().parents[1] / "docs" / "reports.md"
+    block = docs.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
+    import tomllib
+
+    ref = parse_paper(tomllib.loads(block)["paper"])
+    assert ref is not None and ref.seeds == 20 and ref.cell("rte", "reinit").mean == 72.6
+    assert [c.statistic for c in ref.claims] == ["mean", "std", "degenerate_rate"]
+    assert ref.claims[1].test == "levene" and ref.claims[0].test == "welch_t"
+    assert parse_paper({}) is None
+
+
+def test_markdown_to_html_subset(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), "red").save(tmp_path / "fig.png")
+    md = (
+        "# T <x>\n\ntext with **bold** and `a|b` <script>\n\n"
+        "| a | b |\n| :-- | --: |\n| 1 \\| 2 | 3 |\n\n- one\n- two\n\n![cap](fig.png)\n"
+    )
+    html = markdown_to_html(md, tmp_path)
+    assert "<h1" in html and "T &lt;x&gt;" in html and "&lt;script&gt;" in html and "<script>" not in html
+    assert "<strong>bold</strong>" in html and "<code>a|b</code>" in html
+    assert '<td style="text-align:left">1 | 2</td>' in html and '<td style="text-align:right">3</td>' in html
+    assert "<li>one</li>" in html and 'src="data:image/png;base64,' in html
+
+
+def test_report_does_not_import_torch():
+    code = "import sys, harness.report; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

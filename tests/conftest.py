@@ -50,12 +50,12 @@ def _char_vocab() -> list[str]:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random 4-layer BERT (hidden 32) with a character-level WordPiece vocabulary."""
     import torch
-    from transformers import BertConfig, BertForPreTraining, BertTokenizerFast
+    from transformers import BertConfig, BertForPreTraining, BertTokenizer
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     vocab = _char_vocab()
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    # transformers v5 ignores `vocab_file` in the fast constructor; pass the vocabulary itself.
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
     config = BertConfig(

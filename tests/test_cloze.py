@@ -29,24 +29,9 @@ def rte_chars(monkeypatch: pytest.MonkeyPatch):
     return RTE_CHARS
 
 
-def char_model(tiny_model_dir: Path, folder: Path) -> Path:
-    """The tiny model with a tokenizer that knows its character vocabulary.
-
-    conftest's `BertTokenizerFast(vocab_file=...)` is ignored by transformers 5 (the saved tokenizer has only
-    the 5 special tokens, so every character is [UNK]); `BertTokenizer(vocab=dict)` keeps the vocabulary.
-    """
-    from transformers import BertTokenizer
-
-    shutil.copytree(tiny_model_dir, folder, dirs_exist_ok=True)
-    (folder / "tokenizer.json").unlink(missing_ok=True)
-    vocab = (tiny_model_dir / "vocab.txt").read_text().split("\n")[:-1]
-    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
-def char_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return char_model(tiny_model_dir, tmp_path_factory.mktemp("char-bert"))
+def char_model_dir(tiny_model_dir: Path) -> Path:
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")

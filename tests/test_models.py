@@ -54,3 +54,9 @@ def test_packaged_model_resolves_with_checksum(packaged_model: str):
     assert model.config.hidden_size == 384 and model.config.num_hidden_layers == 2
     # Only the new head differs from the checkpoint: the pooler is pre-trained.
     assert model.bert.pooler is not None
+
+
+def test_tiny_tokenizer_fixture_knows_its_vocabulary(tiny_model_dir: Path):
+    tokenizer = models.load_tokenizer(str(tiny_model_dir))
+    ids = tokenizer("the cat")["input_ids"]
+    assert tokenizer.unk_token_id not in ids and len(ids) == 8  # [CLS] t ##h ##e c ##a ##t [SEP]

@@ -273,7 +273,7 @@ _TOP_KEYS = {
     "name", "description", "task", "tasks", "model", "model_layers", "sample_size",
     "eval_protocol", "eval_size", "split_seed", "max_seq_length", "num_evals", "select",
     "seeds", "sample_seed", "defaults", "recipes", "schedule", "early_stop", "data_dir",
-    "degenerate_threshold", "paper", "scale",
+    "degenerate_threshold", "paper", "scale", "only_recipes",
 }  # fmt: skip
 _SEED_KEYS = {"init", "order", "sample"}
 
@@ -395,6 +395,14 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
         raise ConfigError(f"{where}: 'defaults' must be a table of recipe fields")
     if "select" in data:  # a top-level selection rule is every recipe's default
         defaults = {"select": data["select"], **defaults}
+    only = data.get("only_recipes")
+    if only is not None:  # a scale may run a subset of the recipes (e.g. fewer re-init depths on CPU)
+        missing = [r for r in only if r not in recipes_raw] if isinstance(only, list) else only
+        if not isinstance(only, list) or not only or missing:
+            raise ConfigError(
+                f"{where}: 'only_recipes' = {only!r}; must list recipes of [recipes.*]: {list(recipes_raw)}"
+            )
+        recipes_raw = {r: recipes_raw[r] for r in only}
     recipes = []
     for rname, overrides in recipes_raw.items():
         if not isinstance(overrides, Mapping):

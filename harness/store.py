@@ -107,6 +107,26 @@ def write_events(exp_dir: str | Path, events: Iterable[Mapping[str, Any]]) -> No
         _write_atomic(_frame(rows, EVENT_COLUMNS), Path(exp_dir) / "events" / name)
 
 
+def copy_run(
+    src_dir: str | Path, dst_dir: str | Path, run_id: str, experiment: str, statuses: tuple[str, ...] = RUN_STATUSES
+) -> bool:
+    """Store another experiment's record of `run_id` here (renamed to `experiment`); False if not copyable."""
+    src_dir = Path(src_dir)
+    try:
+        run = pd.read_parquet(src_dir / "runs" / f"{run_id}.parquet")
+        curve = pd.read_parquet(src_dir / "curves" / f"{run_id}.parquet")
+    except (OSError, ValueError):
+        return False
+    if len(run) != 1 or run.loc[0, "status"] not in statuses:
+        return False
+    row = {k: (None if pd.isna(v) else v) for k, v in run.iloc[0].to_dict().items()}
+    row["experiment"] = experiment
+    row["notes"] = "; ".join(x for x in (row.get("notes") or "", f"reused from {src_dir.name}") if x)
+    points = [{k: v for k, v in p.items() if k != "run_id"} for p in curve.to_dict("records")]
+    write_run(dst_dir, row, points)
+    return True
+
+
 def stored_run_ids(exp_dir: str | Path) -> set[str]:
     """Ids of runs whose record is complete (what resume skips)."""
     folder = Path(exp_dir) / "runs"

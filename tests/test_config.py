@@ -145,3 +145,10 @@ def test_bundled_experiment_files_parse():
         for scale in scales:
             exp = load_experiment(path, scale=scale)
             assert exp.runs, path
+
+
+def test_only_recipes_selects_a_subset_and_names_unknown_ones():
+    exp = parse(only_recipes=["b"])
+    assert exp.recipes == ("b",) and len(exp.runs) == 3
+    with pytest.raises(ConfigError, match=r"'only_recipes' = \['c'\]"):
+        parse(only_recipes=["c"])

@@ -228,3 +228,20 @@ def test_unknown_train_function_fails_before_any_worker(tmp_path: Path) -> None:
 
     with pytest.raises(ScheduleError, match="no_such_module"):
         run_experiment(make_experiment("bad", 1), tmp_path, train_fn="no_such_module:f", progress=False)
+
+
+def test_identical_runs_stored_by_another_experiment_are_reused_not_rerun(tmp_path: Path) -> None:
+    first = make_experiment("first", 3, recipes=("a",))
+    _run(first, tmp_path, "sleepy")
+    # Same specs (recipe a) plus a new recipe b: only b's runs train; a's are copied with their curves.
+    second = make_experiment("second", 3, recipes=("a", "b"))
+    summary = _run(second, tmp_path, "sleepy")
+    assert (summary.reused, summary.done, summary.skipped) == (3, 3, 0)
+    runs = load_runs(tmp_path / "second")
+    assert len(runs) == 6 and set(runs["experiment"]) == {"second"}
+    copied = runs[runs["recipe"] == "a"]
+    original = load_runs(tmp_path / "first").set_index("run_id")
+    assert list(copied.set_index("run_id").loc[original.index, "score"]) == list(original["score"])
+    assert copied["notes"].str.contains("reused from first").all()
+    assert len(load_curves(tmp_path / "second")) == len(load_curves(tmp_path / "first")) * 2
+    assert set(load_events(tmp_path / "second").query("kind == 'reused'")["run_id"]) == set(copied["run_id"])

@@ -26,7 +26,15 @@ from harness.schedule.backend import Attempt, Backend, Crashed, Evaluated, Finis
 from harness.schedule.early_stop import Decision, RungTracker, rung_score_of_curve
 from harness.schedule.lock import ExperimentLock
 from harness.schedule.progress import Progress
-from harness.store import StoreError, experiment_dir, load_curves, stored_run_ids, write_events, write_run
+from harness.store import (
+    StoreError,
+    copy_run,
+    experiment_dir,
+    load_curves,
+    stored_run_ids,
+    write_events,
+    write_run,
+)
 
 
 class ScheduleError(RuntimeError):
@@ -42,6 +50,7 @@ class RunSummary:
     slots: int
     total: int  # distinct runs in the experiment
     skipped: int  # already stored before this call
+    reused: int = 0  # copied from an identical run stored by another experiment
     done: int = 0
     diverged: int = 0
     stopped: int = 0
@@ -59,7 +68,8 @@ class RunSummary:
         return (
             f"{self.experiment}: {self.finished} run(s) in {self.wall_time_s:.1f} s on {self.backend} "
             f"({self.slots} slot(s)): {self.done} done, {self.diverged} diverged, {self.stopped} stopped, "
-            f"{self.failed} failed, {self.retries} retr(ies); {self.skipped} already stored; "
+            f"{self.failed} failed, {self.retries} retr(ies); {self.skipped} already stored, "
+            f"{self.reused} reused from other experiments; "
             f"early stopping saved {self.compute_saved_runs:.2f} run(s) (~{self.compute_saved_s:.0f} s)"
         )
 
@@ -150,8 +160,11 @@ def run_experiment(
     with ExperimentLock(exp_dir), _sigterm_as_interrupt():
         specs = list({s.run_id: s for s in experiment.runs}.values())
         stored = stored_run_ids(exp_dir)
+        skipped = sum(s.run_id in stored for s in specs)
+        reused = reuse_identical_runs(Path(results_root), exp_dir, [s for s in specs if s.run_id not in stored])
+        stored |= reused
         todo = [s for s in specs if s.run_id not in stored]
-        summary = RunSummary(experiment.name, name, 0, total=len(specs), skipped=len(specs) - len(todo))
+        summary = RunSummary(experiment.name, name, 0, total=len(specs), skipped=skipped, reused=len(reused))
         if not todo:
             return dataclasses.replace(summary, wall_time_s=time.monotonic() - started)
         tracker = _tracker(experiment, exp_dir, specs, stored, todo)
@@ -165,6 +178,27 @@ def run_experiment(
             driver = _Driver(experiment, exp_dir, be, tracker, summary, progress)
             summary = driver.run(todo)
     return dataclasses.replace(summary, wall_time_s=time.monotonic() - started)
+
+
+def reuse_identical_runs(results_root: Path, exp_dir: Path, specs: list[RunSpec]) -> set[str]:
+    """Copy runs that another experiment under the same root already finished with the identical spec.
+
+    A run_id hashes everything that shapes the result (not the experiment's name), so a `done` or
+    `diverged` run is the same result wherever it was stored. Early-stopped runs are not reused: their
+    fate depended on the other seeds of their own experiment.
+    """
+    wanted = {s.run_id for s in specs}
+    if not wanted or not results_root.is_dir():
+        return set()
+    reused: set[str] = set()
+    for other in sorted(p for p in results_root.iterdir() if p.is_dir() and p.resolve() != exp_dir.resolve()):
+        for run_id in sorted((wanted - reused) & stored_run_ids(other)):
+            if copy_run(other, exp_dir, run_id, experiment=exp_dir.name, statuses=("done", "diverged")):
+                reused.add(run_id)
+    if reused:
+        write_events(exp_dir, [{"run_id": r, "kind": "reused", "message": "identical run from another experiment"}
+                               for r in sorted(reused)])  # fmt: skip
+    return reused
 
 
 def _tracker(
@@ -220,7 +254,9 @@ class _Driver:
         self.queue: collections.deque[Attempt] = collections.deque()
         self.live: dict[str, _Live] = {}
         self.events: list[dict[str, str]] = []
-        self.progress = Progress(self.summary.total - self.summary.skipped, backend.describe(), enabled=progress)
+        self.progress = Progress(
+            self.summary.total - self.summary.skipped - self.summary.reused, backend.describe(), enabled=progress
+        )
 
     def run(self, todo: list[RunSpec]) -> RunSummary:
         rung_at = self.tracker.at if self.tracker else None

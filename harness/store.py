@@ -11,6 +11,13 @@ first, so a crash between the two leaves an orphan curve that the next write
 replaces, never a run without its curve. Parts are written to a temporary
 name and renamed, so readers never see half a file.
 
+Reading ten thousand small files is slow (seconds per thousand), so loading
+keeps a snapshot beside each folder (`runs.parquet`, `curves.parquet`): one
+file with every part's rows and, in its metadata, the size and mtime of each
+part it holds. A load reads the snapshot plus only the parts that are new or
+changed since, then refreshes the snapshot. The parts stay the truth: delete
+the snapshot and the next load rebuilds it.
+
 runs columns:
     run_id, experiment, task, recipe, model, config_key (task/recipe),
     init_seed, order_seed, sample_seed, sample_size,
@@ -34,6 +41,7 @@ events columns:
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -42,6 +50,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 RUN_STATUSES = ("done", "diverged", "stopped", "failed")
 
@@ -129,34 +140,90 @@ def copy_run(
 
 def stored_run_ids(exp_dir: str | Path) -> set[str]:
     """Ids of runs whose record is complete (what resume skips)."""
-    folder = Path(exp_dir) / "runs"
+    return {name[: -len(".parquet")] for name in _list_parts(Path(exp_dir) / "runs")}
+
+
+def _list_parts(folder: Path) -> dict[str, tuple[int, int]]:
+    """Part file name -> (mtime_ns, size); temporary files (dot-prefixed) are not parts."""
     if not folder.is_dir():
-        return set()
-    return {p.stem for p in folder.glob("*.parquet") if not p.name.startswith(".")}
+        return {}
+    parts = {}
+    for entry in os.scandir(folder):
+        if entry.name.endswith(".parquet") and not entry.name.startswith("."):
+            stat = entry.stat()
+            parts[entry.name] = (stat.st_mtime_ns, stat.st_size)
+    return parts
+
+
+def _read_parts(folder: Path, names: list[str]) -> pd.DataFrame:
+    try:
+        table = pads.dataset([str(folder / n) for n in sorted(names)], format="parquet").to_table()
+    except (OSError, pa.ArrowInvalid) as exc:  # a corrupt part must name itself
+        raise StoreError(f"cannot read a part under {folder}: {exc}") from exc
+    return table.to_pandas()
+
+
+_MANIFEST_KEY = b"harness_parts"
+
+
+def _read_snapshot(path: Path) -> tuple[pd.DataFrame | None, dict[str, tuple[int, int]]]:
+    try:
+        table = pq.read_table(path)
+        manifest = json.loads(table.schema.metadata[_MANIFEST_KEY])
+    except (OSError, KeyError, TypeError, ValueError, pa.ArrowInvalid):
+        return None, {}  # no snapshot, or an unreadable one: rebuild from the parts
+    return table.to_pandas(), {k: tuple(v) for k, v in manifest.items()}
+
+
+def _write_snapshot(path: Path, frame: pd.DataFrame, parts: dict[str, tuple[int, int]]) -> None:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _MANIFEST_KEY: json.dumps(parts)})
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except OSError:  # a read-only store still loads; it just is not sped up next time
+        tmp.unlink(missing_ok=True)
+
+
+def _load_keyed(folder: Path, columns: Mapping[str, str], snapshot: Path) -> pd.DataFrame:
+    """Rows of every part (one part per run_id), through the snapshot."""
+    parts = _list_parts(folder)
+    cached, manifest = _read_snapshot(snapshot)
+    if cached is None:
+        manifest = {}
+    fresh = [name for name, sig in parts.items() if manifest.get(name) != sig]
+    stale = {name[: -len(".parquet")] for name in set(manifest) - (set(parts) - set(fresh))}
+    frames = []
+    if cached is not None and len(cached):
+        frames.append(cached[~cached["run_id"].isin(stale)])
+    if fresh:
+        frames.append(_read_parts(folder, fresh))
+    frames = [f for f in frames if len(f)]
+    frame = pd.concat(frames, ignore_index=True).astype(dict(columns)) if frames else _frame([], columns)
+    frame = frame[list(columns)]
+    if fresh or stale:
+        _write_snapshot(snapshot, frame, parts)
+    order = ["run_id", "eval_index"] if "eval_index" in columns else ["run_id"]
+    return frame.sort_values(order, kind="stable", ignore_index=True)
 
 
 def _load(folder: Path, columns: Mapping[str, str]) -> pd.DataFrame:
-    parts = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".")) if folder.is_dir() else []
+    parts = _list_parts(folder)
     if not parts:
         return _frame([], columns)
-    try:
-        frames = [pd.read_parquet(p) for p in parts]
-    except Exception as exc:  # a corrupt part must name itself
-        raise StoreError(f"cannot read a part under {folder}: {exc}") from exc
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return _frame([], columns)
-    return pd.concat(frames, ignore_index=True).astype(dict(columns))
+    frame = _read_parts(folder, list(parts))
+    return frame.astype(dict(columns))[list(columns)] if len(frame) else _frame([], columns)
 
 
 def load_runs(exp_dir: str | Path) -> pd.DataFrame:
-    """All stored runs, one row each (columns RUN_COLUMNS)."""
-    return _load(Path(exp_dir) / "runs", RUN_COLUMNS)
+    """All stored runs, one row each (columns RUN_COLUMNS), ordered by run_id."""
+    return _load_keyed(Path(exp_dir) / "runs", RUN_COLUMNS, Path(exp_dir) / "runs.parquet")
 
 
 def load_curves(exp_dir: str | Path, only_stored: bool = True) -> pd.DataFrame:
     """Eval curves of stored runs (orphans from a crash mid-write are left out)."""
-    curves = _load(Path(exp_dir) / "curves", CURVE_COLUMNS)
+    curves = _load_keyed(Path(exp_dir) / "curves", CURVE_COLUMNS, Path(exp_dir) / "curves.parquet")
     if only_stored and len(curves):
         curves = curves[curves["run_id"].isin(stored_run_ids(exp_dir))].reset_index(drop=True)
     return curves

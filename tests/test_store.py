@@ -67,3 +67,28 @@ def test_failed_row_keeps_error_and_empty_store_loads(tmp_path: Path):
     assert runs.loc[0, "status"] == "failed" and "boom" in runs.loc[0, "error"] and math.isnan(runs.loc[0, "score"])
     store.write_events(tmp_path, [{"run_id": spec.run_id, "kind": "retry", "message": "attempt 2"}])
     assert store.load_events(tmp_path).loc[0, "kind"] == "retry"
+
+
+def test_snapshot_tracks_new_rewritten_and_deleted_parts(tmp_path: Path):
+    rows = {seed: _run(seed) for seed in range(4)}
+    for seed in range(3):
+        store.write_run(tmp_path, *rows[seed])
+    assert len(store.load_runs(tmp_path)) == 3 and len(store.load_curves(tmp_path)) == 6
+    assert (tmp_path / "runs.parquet").is_file() and (tmp_path / "curves.parquet").is_file()
+    # New part after the snapshot: picked up.
+    store.write_run(tmp_path, *rows[3])
+    # Rewritten part: its new row replaces the snapshot's (same size would hide a same-second rewrite
+    # only if mtime_ns also matched, which a rename never gives).
+    row0, curve0 = rows[0]
+    store.write_run(tmp_path, {**row0, "score": 11.0}, curve0[:1])
+    # Deleted part: its rows leave the table.
+    gone = rows[1][0]["run_id"]
+    (tmp_path / "runs" / f"{gone}.parquet").unlink()
+    (tmp_path / "curves" / f"{gone}.parquet").unlink()
+    runs = store.load_runs(tmp_path).set_index("run_id")
+    assert len(runs) == 3 and gone not in runs.index and runs.loc[row0["run_id"], "score"] == 11.0
+    curves = store.load_curves(tmp_path)
+    assert len(curves) == 2 + 1 + 2 and (curves.groupby("run_id")["eval_index"].is_monotonic_increasing).all()
+    # The snapshot is derived data: a corrupt one is rebuilt from the parts.
+    (tmp_path / "runs.parquet").write_bytes(b"not parquet")
+    assert store.load_runs(tmp_path).set_index("run_id").equals(runs)

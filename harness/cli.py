@@ -66,10 +66,26 @@ def resolve_experiment_dir(ref: str, results_root: Path) -> tuple[Path, Experime
     return exp_dir, spec
 
 
+def preflight(experiment: ExperimentSpec, data_dir: str | None) -> None:
+    """Fail before any run starts when a model or a data file is missing, instead of N failed runs."""
+    from harness.data import load_split
+    from harness.models import resolve_model
+
+    for model in dict.fromkeys(r.model for r in experiment.runs):
+        resolve_model(model)
+    tasks = {r.task for r in experiment.runs} | {
+        r.recipe.intermediate_task for r in experiment.runs if r.recipe.intermediate_task
+    }
+    for task in sorted(tasks):
+        for split in ("train", "dev"):
+            load_split(task, split, data_dir)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.schedule import run_experiment
 
     experiment = _load(args.experiment, args.scale)
+    preflight(experiment, args.data_dir or experiment.data_dir)
     root = _results_root(args)
     _remember_spec(experiment, root / experiment.name, args.scale)
     summary = run_experiment(

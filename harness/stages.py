@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -56,6 +57,36 @@ def intermediate_spec(spec: RunSpec) -> RunSpec:
     )
 
 
+def save_encoder_once(folder: Path, train: Callable[[], tuple[torch.nn.Module, dict]], save_head: bool = False) -> dict:
+    """Run `train` at most once per folder (under a lock across processes) and keep its encoder.
+
+    The encoder file is written last, by rename: its presence means the stage is complete, so a crash
+    mid-stage makes the next run train it again instead of loading half a stage.
+    """
+    encoder, record_path = folder / "encoder.safetensors", folder / "record.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / ".lock")):
+        if not encoder.is_file():
+            model, record = train()
+            if save_head:  # everything outside the encoder (e.g. the MLM head); clones un-tie shared weights
+                prefix = f"{model.base_model_prefix}."
+                head = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith(prefix)}
+                save_file(head, folder / "head.safetensors")
+            record_path.write_text(json.dumps(record))
+            tmp = encoder.with_suffix(".tmp")
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.base_model.state_dict().items()}, tmp)
+            os.replace(tmp, encoder)
+    return json.loads(record_path.read_text()) if record_path.is_file() else {}
+
+
+def load_encoder(model: torch.nn.Module, path: Path, what: str, optional: tuple[str, ...] = ()) -> None:
+    """Copy a saved encoder into `model.base_model`; keys starting with `optional` may be absent."""
+    missing, unexpected = model.base_model.load_state_dict(load_file(path), strict=False)
+    missing = [k for k in missing if not k.startswith(optional)] if optional else missing
+    if missing or unexpected:
+        raise RuntimeError(f"{path}: {what} does not fit the model (missing {missing}, unexpected {unexpected})")
+
+
 @dataclass(frozen=True)
 class EncoderCheckpoint:
     path: Path
@@ -63,12 +94,7 @@ class EncoderCheckpoint:
 
     def load_encoder_into(self, model: torch.nn.Module) -> None:
         """Copy the stage-1 encoder (embeddings, layers, pooler) into `model`; the head stays new."""
-        state = load_file(self.path)
-        missing, unexpected = model.base_model.load_state_dict(state, strict=False)
-        if unexpected or missing:
-            raise RuntimeError(
-                f"{self.path}: encoder does not fit the model (missing {missing}, unexpected {unexpected})"
-            )
+        load_encoder(model, self.path, "intermediate-stage encoder")
 
 
 def intermediate_checkpoint(spec: RunSpec, ctx: RunContext) -> EncoderCheckpoint:
@@ -77,16 +103,12 @@ def intermediate_checkpoint(spec: RunSpec, ctx: RunContext) -> EncoderCheckpoint
 
     stage = intermediate_spec(spec)
     folder = cache_root(ctx) / "stages" / stage.run_id
-    weights, record_path = folder / "encoder.safetensors", folder / "record.json"
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder / ".lock")):
-        if not weights.is_file():
-            result, model = fine_tune(stage, replace(ctx, on_eval=None, progress=False))
-            if result.run["status"] != "done":
-                raise RuntimeError(f"intermediate stage {stage.run_id} ({stage.task}) ended {result.run['status']}")
-            state = {k: v.detach().cpu().contiguous() for k, v in model.base_model.state_dict().items()}
-            tmp = weights.with_suffix(".tmp")
-            save_file(state, tmp)
-            os.replace(tmp, weights)
-            record_path.write_text(json.dumps({"spec": stage.to_json(), "score": result.run["score"]}))
-    return EncoderCheckpoint(weights, json.loads(record_path.read_text()) if record_path.is_file() else {})
+
+    def train() -> tuple[torch.nn.Module, dict]:
+        result, model = fine_tune(stage, replace(ctx, on_eval=None, progress=False))
+        if result.run["status"] != "done":
+            raise RuntimeError(f"intermediate stage {stage.run_id} ({stage.task}) ended {result.run['status']}")
+        return model, {"spec": stage.to_json(), "score": result.run["score"]}
+
+    record = save_encoder_once(folder, train)
+    return EncoderCheckpoint(folder / "encoder.safetensors", record)

@@ -19,21 +19,18 @@ grad clip 1.0; length tapt_steps updates of batch_size sequences at tapt_lr.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from filelock import FileLock
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from harness.config import Recipe, RunSpec
 from harness.records import RunContext
-from harness.stages import cache_root
+from harness.stages import cache_root, load_encoder, save_encoder_once
 
 TAPT_MAX_EXAMPLES = 20_000
 TAPT_WARMUP_RATIO = 0.06
@@ -187,13 +184,7 @@ class TaptCheckpoint:
         """Copy the TAPT encoder into `model` (the pooler stays); a cloze model also gets the TAPT MLM head."""
         from harness.cloze import is_cloze_model
 
-        state = load_file(self.folder / "encoder.safetensors")
-        missing, unexpected = model.base_model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("pooler.")]
-        if missing or unexpected:
-            raise RuntimeError(
-                f"{self.folder}: TAPT encoder does not fit the model (missing {missing}, unexpected {unexpected})"
-            )
+        load_encoder(model, self.folder / "encoder.safetensors", "TAPT encoder", optional=("pooler.",))
         if is_cloze_model(model):
             _, unexpected = model.load_state_dict(load_file(self.folder / "head.safetensors"), strict=False)
             if unexpected:
@@ -204,17 +195,9 @@ def tapt_checkpoint(spec: RunSpec, ctx: RunContext) -> TaptCheckpoint:
     """Train (once) or load the cached TAPT stage of `spec`."""
     stage = tapt_spec(spec)
     folder = cache_root(ctx) / "tapt" / stage.run_id
-    encoder, record_path = folder / "encoder.safetensors", folder / "record.json"
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder / ".lock")):
-        if not encoder.is_file():
-            model, summary = train_tapt(stage, replace(ctx, on_eval=None, progress=False))
-            body = model.base_model
-            prefix = f"{model.base_model_prefix}."
-            head = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith(prefix)}
-            save_file(head, folder / "head.safetensors")  # clones: tied weights saved as plain copies
-            record_path.write_text(json.dumps({"spec": stage.to_json(), "task": stage.task, **summary}))
-            tmp = encoder.with_suffix(".tmp")
-            save_file({k: v.detach().cpu().contiguous() for k, v in body.state_dict().items()}, tmp)
-            os.replace(tmp, encoder)  # last: its presence means the stage is complete
-    return TaptCheckpoint(folder, json.loads(record_path.read_text()) if record_path.is_file() else {})
+
+    def train() -> tuple[torch.nn.Module, dict]:
+        model, summary = train_tapt(stage, replace(ctx, on_eval=None, progress=False))
+        return model, {"spec": stage.to_json(), "task": stage.task, **summary}
+
+    return TaptCheckpoint(folder, save_encoder_once(folder, train, save_head=True))

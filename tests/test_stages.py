@@ -1,0 +1,58 @@
+"""Intermediate-task stages: trained once per first-stage spec, cached, encoder handed to the target run."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from harness import stages
+from harness.config import Recipe, RunSpec
+from harness.models import load_classifier
+from harness.records import RunContext
+from harness.train import train_run
+
+
+def _spec(model_dir: Path, **recipe) -> RunSpec:
+    base = Recipe(lr=1e-3, epochs=1.0, batch_size=8, intermediate_task="sst2", intermediate_size=24)
+    return RunSpec(task="rte", model=str(model_dir), recipe=replace(base, **recipe), init_seed=1, order_seed=1,
+                   sample_size=16, max_seq_length=32, num_evals=2, eval_size=16)  # fmt: skip
+
+
+def test_stage_spec_is_the_intermediate_task_seeded_by_sample_seed(tiny_model_dir: Path):
+    spec = _spec(tiny_model_dir)
+    stage = stages.intermediate_spec(spec)
+    assert stage.task == "sst2" and stage.sample_size == 24 and stage.recipe.intermediate_task is None
+    assert stage.init_seed == stage.order_seed == spec.sample_seed
+    # Target seeds share one first stage; another first-stage size is another stage.
+    assert stages.intermediate_spec(replace(spec, init_seed=7, order_seed=9)).run_id == stage.run_id
+    assert stages.intermediate_spec(_spec(tiny_model_dir, intermediate_size=32)).run_id != stage.run_id
+
+
+def test_stage_is_trained_once_and_its_encoder_starts_the_target(
+    tiny_model_dir: Path, tiny_glue_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    ctx = RunContext(data_dir=str(tiny_glue_dir), threads=1, cache_dir=str(tmp_path))
+    spec = _spec(tiny_model_dir)
+    calls = []
+    original = stages.save_encoder_once
+
+    def counting(folder, train, save_head=False):
+        return original(folder, lambda: (calls.append(1), train())[1], save_head)
+
+    monkeypatch.setattr(stages, "save_encoder_once", counting)
+    first = stages.intermediate_checkpoint(spec, ctx)
+    second = stages.intermediate_checkpoint(replace(spec, init_seed=2, order_seed=2), ctx)
+    assert len(calls) == 1 and first.path == second.path and first.record["spec"]
+    saved = load_file(first.path)
+    model = load_classifier(str(tiny_model_dir), num_labels=2)
+    original_weight = model.base_model.embeddings.word_embeddings.weight.detach().clone()
+    first.load_encoder_into(model)
+    loaded = model.base_model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in saved.items())
+    assert not torch.equal(original_weight, saved["embeddings.word_embeddings.weight"])  # the stage trained
+    result = train_run(spec, ctx)
+    assert result.run["status"] == "done" and len(calls) == 1  # the target run reused the cached stage

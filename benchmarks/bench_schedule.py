@@ -1,6 +1,6 @@
 """Benchmark: the scheduler's overhead per run, and runs/hour with GPU packing. Not a unit test.
 
-CPU: the same N runs of a small torch matmul "training" called directly in a loop vs through
+CPU: the same N runs of a small torch matmul "training" (tests/fakes_schedule.py:matmul) called directly vs through
 run_experiment (local backend, 1 slot of 1 thread; and 2 slots for reference): overhead per run and ratio.
 GPU (only when torch.cuda.is_available()): 40 few-sample runs of the packaged model, one at a time vs
 packed 2/4/8 per GPU, in runs/hour.
@@ -10,7 +10,6 @@ Writes results/bench/schedule.md.  Usage: python benchmarks/bench_schedule.py [-
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import sys
@@ -21,52 +20,12 @@ from pathlib import Path
 import torch
 
 from harness.config import ExperimentSpec, Recipe, RunSpec, SchedulePolicy, parse_experiment
-from harness.records import EvalPoint, RunContext, RunResult, base_row
+from harness.records import RunContext
 from harness.schedule import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
-HERE = Path(__file__).resolve().parent
+TESTS = ROOT / "tests"
 STEPS = 1000  # ~0.5 s per run on one CPU thread
-
-
-def matmul_run(spec: RunSpec, ctx: RunContext) -> RunResult:
-    """A cheap stand-in for a run: a 256x256 matmul loop with 10 evals, honouring ctx.threads and on_eval."""
-    if ctx.threads:
-        torch.set_num_threads(ctx.threads)
-    start = time.perf_counter()
-    torch.manual_seed(spec.init_seed)
-    a, w = torch.randn(256, 256), torch.randn(256, 256) / 16
-    curve = []
-    for i in range(1, spec.num_evals + 1):
-        for _ in range(STEPS // spec.num_evals):
-            a = torch.tanh(a @ w)
-        f = i / spec.num_evals
-        val = float(a.abs().mean()) * 100
-        curve.append(
-            {
-                "eval_index": i - 1,
-                "step": i,
-                "fraction": f,
-                "epoch": f,
-                "train_loss": 0.0,
-                "val_metric": val,
-                "test_metric": math.nan,
-            }
-        )
-        if ctx.on_eval is not None:
-            ctx.on_eval(EvalPoint(spec.run_id, spec.config_key, i - 1, i, f, val, math.nan))
-    row = {
-        **base_row(spec),
-        "status": "done",
-        "metric": "accuracy",
-        "score": val,
-        "steps_done": STEPS,
-        "total_steps": STEPS,
-        "wall_time_s": time.perf_counter() - start,
-        "attempts": 1,
-        "device": ctx.device,
-    }
-    return RunResult(run=row, curve=curve)
 
 
 def cpu_experiment(name: str, n: int, slots: int) -> ExperimentSpec:
@@ -75,11 +34,13 @@ def cpu_experiment(name: str, n: int, slots: int) -> ExperimentSpec:
 
 
 def bench_cpu(n: int) -> list[str]:
+    from fakes_schedule import matmul  # tests/ is on sys.path (main); STEPS reaches it as $FAKE_STEPS
+
     exp = cpu_experiment("bench-cpu", n, 1)
-    matmul_run(exp.runs[0], RunContext(threads=1))  # warm-up: torch kernels
+    matmul(exp.runs[0], RunContext(threads=1))  # warm-up: torch kernels
     start = time.perf_counter()
     for spec in exp.runs:
-        matmul_run(spec, RunContext(threads=1))
+        matmul(spec, RunContext(threads=1))
     direct = time.perf_counter() - start
     rows = [f"| direct loop (1 thread) | {n} | {direct:.2f} | {direct / n:.3f} | - | 1.00 |"]
     for slots in (1, 2):
@@ -88,7 +49,7 @@ def bench_cpu(n: int) -> list[str]:
             summary = run_experiment(
                 cpu_experiment(f"bench-cpu-{slots}", n, slots),
                 tmp,
-                train_fn="bench_schedule:matmul_run",
+                train_fn="fakes_schedule:matmul",
                 max_workers=slots,
                 progress=False,
             )
@@ -143,7 +104,8 @@ def main() -> None:
     parser.add_argument("--gpu-runs", type=int, default=40)
     parser.add_argument("--out", default=str(ROOT / "results" / "bench" / "schedule.md"))
     args = parser.parse_args()
-    sys.path.insert(0, str(HERE))  # workers import this module as `bench_schedule`
+    sys.path.insert(0, str(TESTS))  # the run is tests/fakes_schedule.py:matmul; workers inherit sys.path
+    os.environ["FAKE_STEPS"] = str(STEPS)  # ... and the environment
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     lines = [
         "# Scheduler benchmark",

@@ -73,10 +73,11 @@ def preflight(experiment: ExperimentSpec, data_dir: str | None) -> None:
 
     for model in dict.fromkeys(r.model for r in experiment.runs):
         resolve_model(model)
-    tasks = {r.task for r in experiment.runs} | {
-        r.recipe.intermediate_task for r in experiment.runs if r.recipe.intermediate_task
+    tasks = {r.task: r.task_def for r in experiment.runs}
+    tasks |= {
+        r.recipe.intermediate_task: r.recipe.intermediate_task for r in experiment.runs if r.recipe.intermediate_task
     }
-    for task in sorted(tasks):
+    for task in tasks.values():
         for split in ("train", "dev"):
             load_split(task, split, data_dir)
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from harness.tasks import METRICS, TASKS, TaskDef
+
 
 class ConfigError(ValueError):
     """A bad experiment file or spec: the message names the field and the fix."""
@@ -188,6 +190,7 @@ class RunSpec:
     order_seed: int
     sample_seed: int = 0
     experiment: str = ""  # provenance only: not part of run_id
+    custom_task: TaskDef | None = None  # a task declared in the experiment file ([custom_tasks.<name>])
     model_layers: int | None = None  # keep only the first N pre-trained layers
     sample_size: int | None = None  # few-sample training set size (None = all)
     eval_protocol: str = "heldout"
@@ -201,6 +204,11 @@ class RunSpec:
         return run_id_of(self)
 
     @property
+    def task_def(self) -> TaskDef:
+        """The task's definition: the experiment's own, else the registry's."""
+        return self.custom_task or TASKS[self.task]
+
+    @property
     def config_key(self) -> str:
         """The configuration this run is one seed of (task x recipe)."""
         return f"{self.task}/{self.recipe.name}"
@@ -208,6 +216,8 @@ class RunSpec:
     def canonical(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data.pop("experiment")
+        if data["custom_task"] is None:
+            data.pop("custom_task")  # keeps the ids of registry tasks what they were
         data["recipe"].pop("name")  # renaming a recipe does not change its runs
         data["spec_version"] = SPEC_VERSION
         return data
@@ -219,6 +229,8 @@ class RunSpec:
     def from_json(text: str) -> RunSpec:
         data = json.loads(text)
         data["recipe"] = Recipe(**data["recipe"])
+        if data.get("custom_task"):
+            data["custom_task"] = task_from_dict(data["custom_task"])
         return RunSpec(**data)
 
 
@@ -273,7 +285,7 @@ _TOP_KEYS = {
     "name", "description", "task", "tasks", "model", "model_layers", "sample_size",
     "eval_protocol", "eval_size", "split_seed", "max_seq_length", "num_evals", "select",
     "seeds", "sample_seed", "defaults", "recipes", "schedule", "early_stop", "data_dir",
-    "degenerate_threshold", "paper", "scale", "only_recipes",
+    "degenerate_threshold", "paper", "scale", "only_recipes", "custom_tasks",
 }  # fmt: skip
 _SEED_KEYS = {"init", "order", "sample"}
 
@@ -374,6 +386,7 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
             raise ConfigError(f"{where}: missing required key '{required}'")
     if ("task" in data) == ("tasks" in data):
         raise ConfigError(f"{where}: give exactly one of 'task = \"rte\"' or 'tasks = [\"rte\", ...]'")
+    custom = _custom_tasks(data.get("custom_tasks", {}), where)
     tasks = [data["task"]] if "task" in data else data["tasks"]
     if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
         raise ConfigError(f"{where}: 'tasks' = {tasks!r}; must be a non-empty list of task names")
@@ -418,7 +431,7 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
         spec = _build(
             RunSpec,
             {**run_fields, "task": task, "recipe": recipe, "init_seed": init, "order_seed": order,
-             "sample_seed": sample, "experiment": name},
+             "sample_seed": sample, "experiment": name, "custom_task": custom.get(task)},
             where,
         )  # fmt: skip
         validate_run(spec, where)
@@ -458,17 +471,63 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
     )
 
 
-def validate_run(spec: RunSpec, where: str) -> None:
-    from harness.tasks import TASKS  # task names only: no torch, no data
+def task_from_dict(data: Mapping[str, Any]) -> TaskDef:
+    tuples = {k: tuple(v) for k, v in data.items() if isinstance(v, list)}
+    return TaskDef(**{**data, **tuples})
 
-    if spec.task not in TASKS:
-        raise ConfigError(f"{where}: task {spec.task!r} is unknown; known tasks: {', '.join(sorted(TASKS))}")
+
+_TASK_FORMATS = ("csv", "tsv", "jsonl")
+
+
+def _custom_tasks(raw: Any, where: str) -> dict[str, TaskDef]:
+    """[custom_tasks.<name>]: a user's own data set, declared as data like the registry's tasks."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: 'custom_tasks' must be a table of tasks, e.g. [custom_tasks.reviews]")
+    out = {}
+    for name, fields_ in raw.items():
+        at = f"{where} [custom_tasks.{name}]"
+        if not isinstance(fields_, Mapping):
+            raise ConfigError(f"{at}: must be a table (folder, text_columns, label_column, labels, metric)")
+        if name in TASKS:
+            raise ConfigError(f"{at}: {name!r} is a built-in task; give your task another name")
+        values = {"fmt": "csv", "train_file": "train.csv", "dev_file": "dev.csv", **fields_, "name": name}
+        for key in ("text_columns", "labels", "verbalizers"):
+            if key in values and not isinstance(values[key], list):
+                raise ConfigError(f"{at}: '{key}' = {values[key]!r} must be a list")
+        missing = [k for k in ("folder", "text_columns", "label_column", "metric") if k not in values]
+        if missing:
+            raise ConfigError(f"{at}: missing field(s) {missing}")
+        try:
+            task = task_from_dict(values)
+        except TypeError as exc:
+            allowed = sorted(f.name for f in fields(TaskDef))
+            raise ConfigError(f"{at}: {exc}; allowed fields: {allowed}") from None
+        if task.fmt not in _TASK_FORMATS:
+            raise ConfigError(f"{at}: 'fmt' = {task.fmt!r}; allowed: {', '.join(_TASK_FORMATS)}")
+        if task.metric not in METRICS:
+            raise ConfigError(f"{at}: 'metric' = {task.metric!r}; allowed: {', '.join(METRICS)}")
+        regression = task.metric in ("spearman", "pearson")
+        if regression == bool(task.labels):
+            fix = "omit 'labels' for a regression metric" if regression else "list the label values in 'labels'"
+            raise ConfigError(f"{at}: metric {task.metric!r} with labels {list(task.labels)}; {fix}")
+        if not 1 <= len(task.text_columns) <= 2:
+            raise ConfigError(f"{at}: 'text_columns' must name one or two columns")
+        out[name] = task
+    return out
+
+
+def validate_run(spec: RunSpec, where: str) -> None:
+    if spec.custom_task is None and spec.task not in TASKS:
+        raise ConfigError(
+            f"{where}: task {spec.task!r} is unknown; known tasks: {', '.join(sorted(TASKS))} "
+            f"(or declare it under [custom_tasks.{spec.task}])"
+        )
     if spec.recipe.intermediate_task is not None and spec.recipe.intermediate_task not in TASKS:
         raise ConfigError(
             f"{where}: recipe '{spec.recipe.name}' field 'intermediate_task' = {spec.recipe.intermediate_task!r}; "
             f"known tasks: {', '.join(sorted(TASKS))}"
         )
-    task = TASKS[spec.task]
+    task = spec.task_def
     if spec.recipe.cloze and (task.is_regression or not task.cloze_pattern or len(task.verbalizers) != task.num_labels):
         why = "is a regression task (no labels to verbalise)" if task.is_regression else "has no pattern/verbalizers"
         raise ConfigError(

@@ -44,7 +44,9 @@ class EvalSplits:
     test: tuple[Example, ...] | None
 
 
-def get_task(name: str) -> TaskDef:
+def get_task(name: str | TaskDef) -> TaskDef:
+    if isinstance(name, TaskDef):
+        return name
     try:
         return TASKS[name]
     except KeyError:
@@ -179,7 +181,7 @@ def _load_from_hub(task: TaskDef, split: str) -> list[Example]:
     return out
 
 
-def load_split(task_name: str, split: str, data_dir: str | os.PathLike[str] | None = None) -> list[Example]:
+def load_split(task_name: str | TaskDef, split: str, data_dir: str | os.PathLike[str] | None = None) -> list[Example]:
     """`split` is "train" or "dev"; reads `<data_dir>/<folder>/<file>` or falls back to the hub."""
     task = get_task(task_name)
     if split not in ("train", "dev"):
@@ -246,7 +248,7 @@ def heldout_split(dev: Sequence[Example], split_seed: int, is_regression: bool =
 
 
 def eval_splits(
-    task_name: str, dev: Sequence[Example], protocol: str, split_seed: int, eval_size: int | None
+    task_name: str | TaskDef, dev: Sequence[Example], protocol: str, split_seed: int, eval_size: int | None
 ) -> EvalSplits:
     """The evaluation sets of a run: plain dev (val only) or Zhang's held-out halves."""
     task = get_task(task_name)
@@ -307,7 +309,7 @@ def majority_label(train: Sequence[Example], is_regression: bool) -> float:
     return float(max(sorted(counts), key=lambda k: counts[k]))
 
 
-def majority_baseline(task_name: str, train: Sequence[Example], split: Sequence[Example]) -> float:
+def majority_baseline(task_name: str | TaskDef, train: Sequence[Example], split: Sequence[Example]) -> float:
     """Metric (fraction) of always predicting the training majority on `split` (Mosbach's failed-run bar)."""
     task = get_task(task_name)
     constant = majority_label(train, task.is_regression)

@@ -96,7 +96,7 @@ def tapt_examples(stage: RunSpec, data_dir: str | None) -> list:
     """The unlabelled text: the task's full training split, capped at stage.sample_size by the stage seed."""
     from harness import data as D
 
-    examples = D.load_split(stage.task, "train", data_dir)
+    examples = D.load_split(stage.task_def, "train", data_dir)
     cap = stage.sample_size or len(examples)
     if len(examples) > cap:
         examples = random.Random(stage.init_seed).sample(examples, cap)
@@ -105,7 +105,6 @@ def tapt_examples(stage: RunSpec, data_dir: str | None) -> list:
 
 def train_tapt(stage: RunSpec, ctx: RunContext) -> tuple[torch.nn.Module, dict]:
     """MLM training of `stage`; returns the masked LM and a summary for the stage record."""
-    from harness import data as D
     from harness import recipes
     from harness.cloze import cloze_head_note, load_masked_lm
     from harness.models import load_tokenizer
@@ -114,7 +113,7 @@ def train_tapt(stage: RunSpec, ctx: RunContext) -> tuple[torch.nn.Module, dict]:
     started = time.perf_counter()
     recipe = stage.recipe
     device = torch.device(ctx.device)
-    task = D.get_task(stage.task)
+    task = stage.task_def
     tokenizer = load_tokenizer(stage.model)
     if tokenizer.mask_token_id is None:
         raise RuntimeError(f"TAPT needs a tokenizer with a mask token; {stage.model!r} has none")

@@ -37,6 +37,7 @@ class TaskDef:
         return 1 if self.is_regression else len(self.labels)
 
 
+METRICS = ("accuracy", "f1", "acc_f1", "matthews", "spearman", "pearson")
 TASKS: dict[str, TaskDef] = {}
 
 

@@ -121,16 +121,16 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
     device = torch.device(ctx.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    task = D.get_task(spec.task)
+    task = spec.task_def
     recipe = spec.recipe
 
     # Data: few-sample subset by sample_seed; eval halves by the fixed split seed.
-    full_train = D.load_split(spec.task, "train", ctx.data_dir)
+    full_train = D.load_split(task, "train", ctx.data_dir)
     train_examples = D.stratified_sample(full_train, spec.sample_size, spec.sample_seed, task.is_regression)
-    dev = D.load_split(spec.task, "dev", ctx.data_dir)
-    splits = D.eval_splits(spec.task, dev, spec.eval_protocol, spec.split_seed, spec.eval_size)
-    majority_val = 100.0 * D.majority_baseline(spec.task, train_examples, splits.val)
-    majority_test = 100.0 * D.majority_baseline(spec.task, train_examples, splits.test) if splits.test else math.nan
+    dev = D.load_split(task, "dev", ctx.data_dir)
+    splits = D.eval_splits(task, dev, spec.eval_protocol, spec.split_seed, spec.eval_size)
+    majority_val = 100.0 * D.majority_baseline(task, train_examples, splits.val)
+    majority_test = 100.0 * D.majority_baseline(task, train_examples, splits.test) if splits.test else math.nan
 
     # Model: pre-trained body (or the intermediate-task / TAPT encoder), head drawn from init_seed;
     # cloze (PET) instead scores verbalisers with the MLM head: no new head, the pattern in the tokenizer.

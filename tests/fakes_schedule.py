@@ -128,7 +128,7 @@ def diverge_on_seed_1(spec: RunSpec, ctx: RunContext) -> RunResult:
 
 
 def matmul(spec: RunSpec, ctx: RunContext) -> RunResult:
-    """A cheap real-ish run for the benchmark: a tiny torch matmul loop, 10 evals."""
+    """A cheap real-ish run for benchmarks/bench_schedule.py: a tiny torch matmul loop of $FAKE_STEPS steps."""
     import torch
 
     if ctx.threads:

@@ -152,3 +152,23 @@ def test_only_recipes_selects_a_subset_and_names_unknown_ones():
     assert exp.recipes == ("b",) and len(exp.runs) == 3
     with pytest.raises(ConfigError, match=r"'only_recipes' = \['c'\]"):
         parse(only_recipes=["c"])
+
+
+def test_custom_csv_task_is_part_of_the_spec_and_validated():
+    reviews = {"folder": "reviews", "text_columns": ["text"], "label_column": "stars", "labels": ["neg", "pos"],
+               "metric": "accuracy"}  # fmt: skip
+    exp = parse(task="reviews", custom_tasks={"reviews": reviews})
+    spec = exp.runs[0]
+    assert spec.task_def.fmt == "csv" and spec.task_def.train_file == "train.csv" and spec.task_def.num_labels == 2
+    assert RunSpec.from_json(spec.to_json()) == spec
+    other = parse(task="reviews", custom_tasks={"reviews": {**reviews, "labels": ["bad", "good"]}})
+    assert other.runs[0].run_id != spec.run_id  # the task's definition shapes the run
+    assert parse().runs[0].custom_task is None
+    with pytest.raises(ConfigError, match=r"'metric' = 'auc'; allowed"):
+        parse(task="reviews", custom_tasks={"reviews": {**reviews, "metric": "auc"}})
+    with pytest.raises(ConfigError, match="omit 'labels' for a regression metric"):
+        parse(task="reviews", custom_tasks={"reviews": {**reviews, "metric": "spearman"}})
+    with pytest.raises(ConfigError, match="'rte' is a built-in task"):
+        parse(custom_tasks={"rte": reviews})
+    with pytest.raises(ConfigError, match=r"missing field\(s\) \['folder'\]"):
+        parse(task="reviews", custom_tasks={"reviews": {k: v for k, v in reviews.items() if k != "folder"}})

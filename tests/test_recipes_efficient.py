@@ -4,22 +4,14 @@ import importlib.util
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from conftest import tiny_bert
+from transformers import BertForSequenceClassification
 
 from harness.config import Recipe
 from harness.recipes import build_optimizer, prepare_model
 
 HAS_PEFT = importlib.util.find_spec("peft") is not None
 needs_peft = pytest.mark.skipif(not HAS_PEFT, reason="peft not installed (pip install peft torch==2.13.0)")
-
-
-def tiny_bert(seed: int = 0) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37,
-        max_position_embeddings=64,
-    )  # fmt: skip
-    return BertForSequenceClassification(config)
 
 
 def trainable(model) -> set[str]:

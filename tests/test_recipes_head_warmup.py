@@ -2,19 +2,10 @@
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from conftest import tiny_bert
 
 from harness.config import Recipe
 from harness.recipes import build_optimizer, prepare_model, set_trainable_phase
-
-
-def tiny_bert(seed: int = 0) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37,
-        max_position_embeddings=64,
-    )  # fmt: skip
-    return BertForSequenceClassification(config)
 
 
 def trainable(model) -> set[str]:

@@ -2,20 +2,11 @@
 
 import pytest
 import torch
+from conftest import tiny_bert
 from torch import nn
-from transformers import BertConfig, BertForSequenceClassification
 
 from harness.config import Recipe
 from harness.recipes import MixoutLinear, prepare_model
-
-
-def tiny_bert(seed: int = 0) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37,
-        max_position_embeddings=64,
-    )  # fmt: skip
-    return BertForSequenceClassification(config)
 
 
 def drifted_layer(p: float) -> tuple[MixoutLinear, torch.Tensor]:

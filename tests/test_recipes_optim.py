@@ -4,20 +4,10 @@ import math
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from conftest import tiny_bert
 
 from harness.config import Recipe
 from harness.recipes import AdamW, build_optimizer
-
-
-def tiny_bert(seed: int = 0) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37,
-        max_position_embeddings=64,
-    )  # fmt: skip
-    return BertForSequenceClassification(config)
-
 
 GRADS = [[0.5, -1.0, 2.0], [0.1, 0.3, -0.7], [-0.4, 0.05, 1.5]]
 

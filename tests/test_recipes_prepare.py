@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from conftest import tiny_bert
 from torch import nn
 from transformers import (
-    BertConfig,
     BertForSequenceClassification,
     DistilBertConfig,
     DistilBertForSequenceClassification,
@@ -12,15 +12,6 @@ from transformers import (
 
 from harness.config import ConfigError, Recipe
 from harness.recipes import prepare_model, run_notes
-
-
-def tiny_bert(seed: int = 0) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37,
-        max_position_embeddings=64,
-    )  # fmt: skip
-    return BertForSequenceClassification(config)
 
 
 def dropouts(model) -> set[float]:

@@ -2,19 +2,10 @@
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from conftest import tiny_bert
 
 from harness.config import Recipe
 from harness.recipes import r3f, regularization_loss
-
-
-def tiny_bert(num_labels: int = 3, seed: int = 0) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37,
-        max_position_embeddings=64, num_labels=num_labels,
-    )  # fmt: skip
-    return BertForSequenceClassification(config)
 
 
 def batch() -> dict[str, torch.Tensor]:
@@ -30,14 +21,14 @@ def batch() -> dict[str, torch.Tensor]:
 
 
 def test_none_when_lambda_is_zero():
-    model = tiny_bert()
+    model = tiny_bert(num_labels=3)
     b = batch()
     assert regularization_loss(model, b, model(**b).logits, Recipe()) is None
 
 
 @pytest.mark.parametrize("noise", ["uniform", "normal"])
 def test_zero_with_zero_noise(noise):
-    model = tiny_bert().eval()
+    model = tiny_bert(num_labels=3).eval()
     b = batch()
     logits = model(**b).logits
     loss = regularization_loss(model, b, logits, Recipe(r3f_lambda=1.0, r3f_eps=0.0, r3f_noise=noise))
@@ -45,7 +36,7 @@ def test_zero_with_zero_noise(noise):
 
 
 def test_equals_symmetric_kl_by_hand(monkeypatch):
-    model = tiny_bert().eval()
+    model = tiny_bert(num_labels=3).eval()
     b = batch()
     fixed = 0.5 * torch.randn(4, 8, 32, generator=torch.Generator().manual_seed(1))
     monkeypatch.setattr(r3f, "sample_noise", lambda like, kind, eps: fixed)

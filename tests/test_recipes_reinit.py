@@ -2,8 +2,9 @@
 
 import pytest
 import torch
+from conftest import tiny_bert
 from scipy import stats
-from transformers import BertConfig, BertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
+from transformers import BertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
 
 from harness.config import ConfigError, Recipe
 from harness.recipes import init_head, prepare_model
@@ -11,18 +12,9 @@ from harness.recipes import init_head, prepare_model
 STD = 0.02
 
 
-def tiny_bert(seed: int = 0) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37,
-        max_position_embeddings=64, initializer_range=STD,
-    )  # fmt: skip
-    return BertForSequenceClassification(config)
-
-
 def pretrained_like(seed: int = 0) -> BertForSequenceClassification:
     """A tiny BERT whose weights do not look like a fresh init: scaled weights, non-trivial biases and LayerNorms."""
-    model = tiny_bert(seed)
+    model = tiny_bert(seed, initializer_range=STD)
     gen = torch.Generator().manual_seed(100 + seed)
     with torch.no_grad():
         for name, p in model.named_parameters():

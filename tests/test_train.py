@@ -109,3 +109,21 @@ def test_packaged_model_learns_sst2(packaged_model: str, glue_dir: Path):
     result = train_run(spec, RunContext(data_dir=str(glue_dir), threads=2))
     assert result.run["status"] == "done"
     assert result.run["score"] > result.run["majority_val"] + 10
+
+
+def test_custom_csv_task_trains(tiny_model_dir: Path, tmp_path: Path):
+    from harness.config import parse_experiment
+
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    for name, n in (("train.csv", 40), ("dev.csv", 20)):
+        rows = [f'"review {i}, {"great" if i % 2 else "awful"}",{"pos" if i % 2 else "neg"}' for i in range(n)]
+        (folder / name).write_text("text,stars\n" + "\n".join(rows) + "\n")
+    exp = parse_experiment(
+        {"name": "own", "task": "reviews", "model": str(tiny_model_dir), "seeds": 1, "num_evals": 2,
+         "max_seq_length": 32, "recipes": {"a": {"lr": 1e-3, "epochs": 1.0, "batch_size": 8}},
+         "custom_tasks": {"reviews": {"folder": "reviews", "text_columns": ["text"], "label_column": "stars",
+                                      "labels": ["neg", "pos"], "metric": "f1"}}},
+    )  # fmt: skip
+    result = train_run(exp.runs[0], RunContext(data_dir=str(tmp_path), threads=1))
+    assert result.run["status"] == "done" and result.run["metric"] == "f1" and result.run["task"] == "reviews"

@@ -12,11 +12,10 @@ from harness.analysis import compare, degenerate_rules, expected_max_table, holm
 from harness.analysis.describe import COUNTED_STATUSES
 from harness.config import ExperimentSpec
 from harness.report import plots
-from harness.report.experiment import HOLM_NOTE
+from harness.report.experiment import HOLM_NOTE, clear_figures, write_markdown_report
 from harness.report.paper import ReportError
 from harness.report.provenance import model_description, provenance_table, setup_table, substitution_notes
-from harness.report.render import write_html
-from harness.report.tables import comparison_tables, md_table, summary_table
+from harness.report.tables import comparison_tables, summary_table
 from harness.store import load_runs
 
 
@@ -93,8 +92,7 @@ def compare_report(
     deg_a, deg_b = is_degenerate(runs_a, th_a), is_degenerate(runs_b, th_b)
     out = Path(out_dir) if out_dir else exp_a.parent / f"compare-{exp_a.name}-vs-{exp_b.name}"
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.png"):
-        old.unlink()
+    clear_figures(out)
 
     sums = []
     for label, runs, th in ((labels[0], runs_a, th_a), (labels[1], runs_b, th_b)):
@@ -166,20 +164,8 @@ def compare_report(
     )
     if emp_png is not None:
         md += ["## Expected maximum performance", "", f"![Expected max validation score vs trials]({emp_png.name})", ""]
-    md += [
-        "## Files",
-        "",
-        md_table(
-            ["file", "content"],
-            [["`*.png`", "the figures above"], ["`report.html`", "this report, self-contained"]],
-            "ll",
-        ),
-        "",
-    ]
-    md_path = out / "report.md"
-    md_path.write_text("\n".join(md), encoding="utf-8")
-    write_html(md_path, title=f"{labels[0]} vs {labels[1]}")
-    return md_path
+    files = [["`*.png`", "the figures above"], ["`report.html`", "this report, self-contained"]]
+    return write_markdown_report(md, out, files, title=f"{labels[0]} vs {labels[1]}")
 
 
 def _seed_panels(runs_a, runs_b, deg_a, deg_b, configs, labels, colors, lines, path: Path) -> Path:

@@ -71,9 +71,19 @@ def _fig(md: list[str], path: Path | None, caption: str) -> None:
         md.append("")
 
 
-def _clear_figures(out: Path) -> None:
+def clear_figures(out: Path) -> None:
+    """Remove the figures of an earlier report from `out` (a figure not drawn this time must not linger)."""
     for old in out.glob("*.png"):
         old.unlink()
+
+
+def write_markdown_report(md: list[str], out: Path, files: list[list[str]], title: str) -> Path:
+    """Close `md` with a "Files" table of `files` ([name, content] rows), write out/report.md and its HTML."""
+    md = [*md, "## Files", "", md_table(["file", "content"], files, "ll"), ""]
+    md_path = out / "report.md"
+    md_path.write_text("\n".join(md), encoding="utf-8")
+    write_html(md_path, title=title)
+    return md_path
 
 
 def recipe_order(runs: pd.DataFrame, spec: ExperimentSpec | None) -> list[str]:
@@ -191,7 +201,7 @@ def write_report(
     degenerate = is_degenerate(runs, thresholds)
     out = exp_dir / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    _clear_figures(out)
+    clear_figures(out)
     colors = plots.group_colors(recipes)
     summary, rules = tables["summary"], tables["degenerate_rules"]
     metrics = dict(zip(runs["task"].astype(str), runs["metric"].astype(str), strict=True))
@@ -326,24 +336,12 @@ def write_report(
             "",
         ]
 
-    md += [
-        "## Files",
-        "",
-        md_table(
-            ["file", "content"],
-            [
-                ["`analysis/*.parquet`", "every analysis table behind this report (`harness analyze`)"],
-                ["`report/*.png`", "the figures above"],
-                ["`report/report.html`", "this report, self-contained"],
-            ],
-            "ll",
-        ),
-        "",
+    files = [
+        ["`analysis/*.parquet`", "every analysis table behind this report (`harness analyze`)"],
+        ["`report/*.png`", "the figures above"],
+        ["`report/report.html`", "this report, self-contained"],
     ]
-    md_path = out / "report.md"
-    md_path.write_text("\n".join(md), encoding="utf-8")
-    write_html(md_path, title=f"Report: {name}")
-    return md_path
+    return write_markdown_report(md, out, files, title=f"Report: {name}")
 
 
 def _slug(text: str) -> str:

@@ -41,9 +41,10 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def provenance(device: torch.device) -> str:
+def provenance(device: torch.device, data_dir: str | None = None) -> str:
     return json.dumps(
         {
+            "data": str(data_dir) if data_dir else "hub (datasets)",
             "harness": harness.__version__,
             "git_sha": git_sha(),
             "torch": torch.__version__,

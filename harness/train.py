@@ -244,7 +244,7 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
         flops=float(6 * n_params * tokens_seen + 2 * n_params * eval_tokens),
         attempts=1,
         device=str(device),
-        provenance=provenance(device),
+        provenance=provenance(device, str(D.resolve_data_dir(ctx.data_dir) or "")),
         notes="; ".join(n for n in (*stage_notes, recipes.run_notes(model, recipe)) if n),
     )
     return RunResult(row, curve), model

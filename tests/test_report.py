@@ -324,3 +324,16 @@ def test_markdown_to_html_subset(tmp_path):
 def test_report_does_not_import_torch():
     code = "import sys, harness.report; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_run_warnings_reach_the_caveats():
+    import pandas as pd
+
+    from harness.report.provenance import substitution_notes
+
+    runs = pd.DataFrame(
+        {"model": ["m", "m"], "recipe": ["cloze", "standard"], "spec": ["{}", "{}"],
+         "notes": ["WARNING: cloze head is randomly initialised: m has no pre-trained MLM head weights", ""]}
+    )  # fmt: skip
+    notes = substitution_notes(runs, None)
+    assert any("1 run(s) (cloze) carry a warning" in n and "randomly initialised" in n for n in notes)

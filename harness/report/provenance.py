@@ -153,6 +153,11 @@ def substitution_notes(
         )
     elif paper_model and not any(paper_model.lower() in m.lower() for m in models):
         notes.append(f"The model ({', '.join(models)}) is not the paper's ({paper_model}).")
+    warned = runs[runs["notes"].fillna("").str.contains("WARNING:")]
+    if len(warned):
+        first = next(part for part in warned["notes"].iloc[0].split("; ") if "WARNING:" in part)
+        recipes = ", ".join(dict.fromkeys(warned["recipe"].astype(str)))
+        notes.append(f"{len(warned)} run(s) ({recipes}) carry a warning in their record: {first.strip()}")
     kept = sorted({s["model_layers"] for s in sp if s.get("model_layers")})
     if kept:
         notes.append(

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from harness.analysis import compare, degenerate_rules, expected_max_table, holm, is_degenerate, summarize
+from harness.analysis import degenerate_rules, expected_max_table, holm, is_degenerate, summarize
 from harness.analysis.describe import COUNTED_STATUSES
 from harness.config import ExperimentSpec
 from harness.report import plots
-from harness.report.experiment import HOLM_NOTE, clear_figures, write_markdown_report
+from harness.report.experiment import HOLM_NOTE, clear_figures, pair_rows, write_markdown_report
 from harness.report.paper import ReportError
 from harness.report.provenance import model_description, provenance_table, setup_table, substitution_notes
 from harness.report.tables import comparison_tables, summary_table
@@ -46,16 +45,7 @@ def compare_rows(
         b = runs_b[(runs_b["config_key"].astype(str) == key) & runs_b["status"].astype(str).isin(COUNTED_STATUSES)]
         if a.empty or b.empty:
             continue
-        res = compare(
-            a["score"].to_numpy(float),
-            b["score"].to_numpy(float),
-            degenerate_a=deg_a.loc[a.index].to_numpy(),
-            degenerate_b=deg_b.loc[b.index].to_numpy(),
-            n_boot=n_boot,
-            n_perm=n_perm,
-            seed=101 * i,
-        )
-        rows += [{"task": key, "a": labels[0], "b": labels[1], **dataclasses.asdict(c)} for c in res]
+        rows += pair_rows(key, *labels, a, b, deg_a, deg_b, n_boot=n_boot, n_perm=n_perm, seed=101 * i)
     frame = pd.DataFrame(rows)
     if len(frame):
         frame["p_adjusted"] = holm(frame["pvalue"].to_numpy(dtype=float))

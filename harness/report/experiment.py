@@ -111,6 +111,32 @@ def order_frame(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[np.argsort(key, kind="stable")].reset_index(drop=True)
 
 
+def pair_rows(
+    task: str,
+    a: str,
+    b: str,
+    runs_a: pd.DataFrame,
+    runs_b: pd.DataFrame,
+    deg_a: pd.Series,
+    deg_b: pd.Series,
+    *,
+    n_boot: int,
+    n_perm: int,
+    seed: int,
+) -> list[dict]:
+    """compare() of runs_a's scores against runs_b's (degenerate flags from deg_a / deg_b): a row per test."""
+    res = compare(
+        runs_a["score"].to_numpy(float),
+        runs_b["score"].to_numpy(float),
+        degenerate_a=deg_a.loc[runs_a.index].to_numpy(),
+        degenerate_b=deg_b.loc[runs_b.index].to_numpy(),
+        n_boot=n_boot,
+        n_perm=n_perm,
+        seed=seed,
+    )
+    return [{"task": task, "a": a, "b": b, **dataclasses.asdict(c)} for c in res]
+
+
 def _extra_rows(
     runs: pd.DataFrame, degenerate: pd.Series, task: str, a: str, b: str, n_boot: int, n_perm: int, seed: int
 ) -> pd.DataFrame | None:
@@ -119,16 +145,7 @@ def _extra_rows(
     sa, sb = counted[counted["recipe"].astype(str) == a], counted[counted["recipe"].astype(str) == b]
     if sa.empty or sb.empty:
         return None
-    res = compare(
-        sa["score"].to_numpy(float),
-        sb["score"].to_numpy(float),
-        degenerate_a=degenerate.loc[sa.index].to_numpy(),
-        degenerate_b=degenerate.loc[sb.index].to_numpy(),
-        n_boot=n_boot,
-        n_perm=n_perm,
-        seed=seed,
-    )
-    return pd.DataFrame([{"task": task, "a": a, "b": b, **dataclasses.asdict(c)} for c in res])
+    return pd.DataFrame(pair_rows(task, a, b, sa, sb, degenerate, degenerate, n_boot=n_boot, n_perm=n_perm, seed=seed))
 
 
 def paper_verdicts(

@@ -100,3 +100,12 @@ def test_data_dir_from_environment(monkeypatch: pytest.MonkeyPatch, tiny_glue_di
     monkeypatch.setenv(D.DATA_DIR_ENV, str(tiny_glue_dir / "missing"))
     with pytest.raises(D.DataError, match=r"\$HARNESS_DATA_DIR"):
         D.load_split("rte", "train")
+
+
+def test_majority_baseline_is_the_best_constant_even_on_a_balanced_subset(glue_dir: Path):
+    # A class-balanced 300-example RTE subset has no training majority; the bar must still be the
+    # 52.5 a constant "entailment" predictor scores on the test half, not the 47.5 of the other class.
+    train = D.stratified_sample(D.load_split("rte", "train", glue_dir), 300, seed=0)
+    assert Counter(e.label for e in train) == {0: 150, 1: 150}
+    splits = D.eval_splits("rte", D.load_split("rte", "dev", glue_dir), "heldout", split_seed=0, eval_size=None)
+    assert round(100 * D.majority_baseline("rte", train, splits.test), 1) == 52.5

@@ -119,9 +119,14 @@ def write_events(exp_dir: str | Path, events: Iterable[Mapping[str, Any]]) -> No
 
 
 def copy_run(
-    src_dir: str | Path, dst_dir: str | Path, run_id: str, experiment: str, statuses: tuple[str, ...] = RUN_STATUSES
+    src_dir: str | Path,
+    dst_dir: str | Path,
+    run_id: str,
+    identity: Mapping[str, Any],
+    statuses: tuple[str, ...] = RUN_STATUSES,
 ) -> bool:
-    """Store another experiment's record of `run_id` here (renamed to `experiment`); False if not copyable."""
+    """Store another experiment's record of `run_id` here under this experiment's `identity` columns
+    (experiment, recipe name, config_key, spec); False if there is no copyable record."""
     src_dir = Path(src_dir)
     try:
         run = pd.read_parquet(src_dir / "runs" / f"{run_id}.parquet")
@@ -131,7 +136,9 @@ def copy_run(
     if len(run) != 1 or run.loc[0, "status"] not in statuses:
         return False
     row = {k: (None if pd.isna(v) else v) for k, v in run.iloc[0].to_dict().items()}
-    row["experiment"] = experiment
+    if identity.get("run_id", run_id) != run_id:
+        raise StoreError(f"copy_run: identity is for run {identity['run_id']}, not {run_id}")
+    row.update(identity)
     row["notes"] = "; ".join(x for x in (row.get("notes") or "", f"reused from {src_dir.name}") if x)
     points = [{k: v for k, v in p.items() if k != "run_id"} for p in curve.to_dict("records")]
     write_run(dst_dir, row, points)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import signal
@@ -233,13 +234,18 @@ def test_unknown_train_function_fails_before_any_worker(tmp_path: Path) -> None:
 def test_identical_runs_stored_by_another_experiment_are_reused_not_rerun(tmp_path: Path) -> None:
     first = make_experiment("first", 3, recipes=("a",))
     _run(first, tmp_path, "sleepy")
-    # Same specs (recipe a) plus a new recipe b: only b's runs train; a's are copied with their curves.
+    # Same specs (recipe a, here named "a2": a name is not part of the spec) plus a new recipe b: only b's
+    # runs train; a's are copied with their curves, under this experiment's names.
     second = make_experiment("second", 3, recipes=("a", "b"))
+    renamed = [dataclasses.replace(r, recipe=dataclasses.replace(r.recipe, name="a2")) if r.recipe.name == "a" else r
+               for r in second.runs]  # fmt: skip
+    second = dataclasses.replace(second, runs=tuple(renamed))
     summary = _run(second, tmp_path, "sleepy")
     assert (summary.reused, summary.done, summary.skipped) == (3, 3, 0)
     runs = load_runs(tmp_path / "second")
     assert len(runs) == 6 and set(runs["experiment"]) == {"second"}
-    copied = runs[runs["recipe"] == "a"]
+    copied = runs[runs["recipe"] == "a2"]
+    assert set(copied["config_key"]) == {"rte/a2"} and copied["spec"].str.contains('"name": "a2"').all()
     original = load_runs(tmp_path / "first").set_index("run_id")
     assert list(copied.set_index("run_id").loc[original.index, "score"]) == list(original["score"])
     assert copied["notes"].str.contains("reused from first").all()

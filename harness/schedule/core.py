@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import BACKENDS, ExperimentSpec, RunSpec
-from harness.records import failed_row
+from harness.records import base_row, failed_row
 from harness.schedule.backend import Attempt, Backend, Crashed, Evaluated, Finished, Message, Started
 from harness.schedule.early_stop import Decision, RungTracker, rung_score_of_curve
 from harness.schedule.lock import ExperimentLock
@@ -187,13 +187,14 @@ def reuse_identical_runs(results_root: Path, exp_dir: Path, specs: list[RunSpec]
     `diverged` run is the same result wherever it was stored. Early-stopped runs are not reused: their
     fate depended on the other seeds of their own experiment.
     """
-    wanted = {s.run_id for s in specs}
+    wanted = {s.run_id: s for s in specs}
     if not wanted or not results_root.is_dir():
         return set()
     reused: set[str] = set()
     for other in sorted(p for p in results_root.iterdir() if p.is_dir() and p.resolve() != exp_dir.resolve()):
-        for run_id in sorted((wanted - reused) & stored_run_ids(other)):
-            if copy_run(other, exp_dir, run_id, experiment=exp_dir.name, statuses=("done", "diverged")):
+        for run_id in sorted((set(wanted) - reused) & stored_run_ids(other)):
+            identity = {k: v for k, v in base_row(wanted[run_id]).items() if k != "finished_at"}
+            if copy_run(other, exp_dir, run_id, identity, statuses=("done", "diverged")):
                 reused.add(run_id)
     if reused:
         write_events(exp_dir, [{"run_id": r, "kind": "reused", "message": "identical run from another experiment"}

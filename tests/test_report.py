@@ -112,6 +112,7 @@ PAPER = {
             "where": "Figure 2",
         },
         {"claim": "Re-init beats Bad", "task": "rte", "a": "reinit", "b": "bad"},
+        {"claim": "Bad spreads wider than Standard", "task": "rte", "a": "bad", "b": "standard", "statistic": "std"},
     ],
 }
 
@@ -226,6 +227,9 @@ def test_verdicts_from_known_effects(report):
     assert degenerate["direction reproduced"] == "yes" and degenerate["significant"].startswith("yes (Fisher")
 
     # neither recipe is the baseline: computed outside the main table and marked
+    # bad's scores hug the baseline (std ~0.3) while standard's spread ~1: the claimed direction fails.
+    wider = verdict_cells(md, "Bad spreads wider than Standard")
+    assert wider["direction reproduced"] == "no" and wider["significant"].startswith("no")
     outside = verdict_cells(md, "Re-init beats Bad")
     assert outside["direction reproduced"] == "yes" and outside["caveat (scale)"].endswith("†")
     assert "† Pair outside the main comparison table" in md

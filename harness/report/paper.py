@@ -298,7 +298,7 @@ def verdict(
         value = float(effect.get("effect", float("nan")))
         point = float(sa["std"]) - float(sb["std"])
         ours = f"ratio {num(value, 2)} {ci(lo, hi, 2)} (Δ {num(point, 1, True)})".replace("  ", " ")
-        sign = np.sign(np.log(value)) if value > 0 else np.nan
+        sign = np.sign(point) if np.isfinite(point) else np.nan  # a zero std still has a direction
         target = diff
         in_ci = None if ratio is None or is_missing(lo) else bool(lo <= ratio <= hi)
     else:

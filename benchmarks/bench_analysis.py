@@ -25,9 +25,9 @@ from harness.analysis import (
     summarize,
     variance_decomposition,
 )
-from harness.analysis.pipeline import analyze_runs, write_parquet_atomic
+from harness.analysis.pipeline import analyze_runs
 from harness.analysis.synthetic import synthetic_runs
-from harness.store import CURVE_COLUMNS, RUN_COLUMNS, load_curves, load_runs
+from harness.store import CURVE_COLUMNS, RUN_COLUMNS, load_curves, load_runs, write_parquet_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 

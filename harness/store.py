@@ -91,13 +91,17 @@ def _frame(rows: Iterable[Mapping[str, Any]], columns: Mapping[str, str]) -> pd.
     return frame.astype(dict(columns))
 
 
-def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
+def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Write to a temporary name beside `path`, fsync, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    frame.to_parquet(tmp, index=False)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        frame.to_parquet(tmp, index=False)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_run(exp_dir: str | Path, run: Mapping[str, Any], curve: Iterable[Mapping[str, Any]]) -> None:
@@ -107,15 +111,15 @@ def write_run(exp_dir: str | Path, run: Mapping[str, Any], curve: Iterable[Mappi
     if run.get("status") not in RUN_STATUSES:
         raise StoreError(f"run {run_id}: status {run.get('status')!r} is not one of {RUN_STATUSES}")
     curve_rows = [{**point, "run_id": run_id} for point in curve]
-    _write_atomic(_frame(curve_rows, CURVE_COLUMNS), exp_dir / "curves" / f"{run_id}.parquet")
-    _write_atomic(_frame([run], RUN_COLUMNS), exp_dir / "runs" / f"{run_id}.parquet")
+    write_parquet_atomic(_frame(curve_rows, CURVE_COLUMNS), exp_dir / "curves" / f"{run_id}.parquet")
+    write_parquet_atomic(_frame([run], RUN_COLUMNS), exp_dir / "runs" / f"{run_id}.parquet")
 
 
 def write_events(exp_dir: str | Path, events: Iterable[Mapping[str, Any]]) -> None:
     rows = [{"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **e} for e in events]
     if rows:
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
-        _write_atomic(_frame(rows, EVENT_COLUMNS), Path(exp_dir) / "events" / name)
+        write_parquet_atomic(_frame(rows, EVENT_COLUMNS), Path(exp_dir) / "events" / name)
 
 
 def copy_run(

@@ -46,7 +46,7 @@ def test_no_temporary_files_left_and_orphan_curves_hidden(tmp_path: Path):
     # A crash between the curve and the run part leaves an orphan curve: not a stored run.
     orphan_row, orphan_curve = _run(2)
     orphan = store._frame([{**p, "run_id": orphan_row["run_id"]} for p in orphan_curve], store.CURVE_COLUMNS)
-    store._write_atomic(orphan, tmp_path / "curves" / f"{orphan_row['run_id']}.parquet")
+    store.write_parquet_atomic(orphan, tmp_path / "curves" / f"{orphan_row['run_id']}.parquet")
     assert store.stored_run_ids(tmp_path) == {row["run_id"]}
     assert set(store.load_curves(tmp_path)["run_id"]) == {row["run_id"]}
 

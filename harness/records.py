@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config import RunSpec
+from harness.spec import RunSpec
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from harness import cloze, recipes
 from harness import data as D
-from harness.config import ConfigError, RunSpec
+from harness import recipes
 from harness.models import count_parameters, init_head, load_classifier, load_tokenizer
 from harness.provenance import provenance
+from harness.recipes import cloze
 from harness.records import EvalPoint, RunContext, RunResult, base_row
-from harness.stages import intermediate_checkpoint
-from harness.tapt import tapt_checkpoint
+from harness.spec import ConfigError, RunSpec
+from harness.stages.intermediate import intermediate_checkpoint
+from harness.stages.tapt import tapt_checkpoint
 
 
 def seed_everything(seed: int) -> None:

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertModel
 
-from harness import cloze
 from harness.config import ConfigError, Recipe, RunSpec, validate_run
+from harness.recipes import cloze
 from harness.records import RunContext
 from harness.tasks import TASKS
 from harness.train import Encoded, train_run
@@ -124,7 +124,7 @@ def test_no_new_parameters(char_model_dir: Path):
 def test_missing_mlm_head_is_flagged_loudly(char_model_dir: Path, headless_model_dir: Path, caplog):
     assert cloze.mlm_head_is_pretrained(str(char_model_dir))
     assert not cloze.mlm_head_is_pretrained(str(headless_model_dir))
-    with caplog.at_level(logging.WARNING, logger="harness.cloze"):
+    with caplog.at_level(logging.WARNING, logger="harness.recipes.cloze"):
         assert cloze.cloze_head_note(str(char_model_dir)) == ""
         assert not caplog.records
         note = cloze.cloze_head_note(str(headless_model_dir))

@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from harness import stages
 from harness.config import Recipe, RunSpec
 from harness.models import load_classifier
 from harness.records import RunContext
+from harness.stages import intermediate as stages
 from harness.train import train_run
 
 

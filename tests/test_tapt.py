@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from harness import tapt
-from harness.cloze import load_cloze_model
 from harness.config import Recipe, RunSpec
 from harness.models import load_classifier
+from harness.recipes.cloze import load_cloze_model
 from harness.records import RunContext
+from harness.stages import tapt
 from harness.tasks import TASKS
 from harness.train import train_run
 

@@ -11,7 +11,7 @@ import hashlib
 import torch
 from torch import nn
 
-from harness.config import ConfigError
+from harness.spec import ConfigError
 
 
 def encoder_layers(model: nn.Module, why: str) -> nn.ModuleList:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from harness.config import ConfigError, Recipe
 from harness.recipes import arch
+from harness.spec import ConfigError, Recipe
 
 
 def apply_bitfit(model: nn.Module) -> None:

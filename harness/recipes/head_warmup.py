@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from harness.config import Recipe
 from harness.recipes import arch
+from harness.spec import Recipe
 
 
 def phase_at(recipe: Recipe, step: int) -> str:

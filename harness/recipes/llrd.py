@@ -16,8 +16,8 @@ from typing import Any
 
 from torch import nn
 
-from harness.config import Recipe
 from harness.recipes import arch
+from harness.spec import Recipe
 
 
 def parameter_groups(model: nn.Module, recipe: Recipe, lr: float) -> list[dict[str, Any]]:

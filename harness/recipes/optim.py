@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.config import Recipe
 from harness.recipes.llrd import parameter_groups
+from harness.spec import Recipe
 
 
 class AdamW(torch.optim.Optimizer):

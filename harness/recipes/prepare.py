@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from harness.config import Recipe
 from harness.recipes import arch
 from harness.recipes.efficient import apply_bitfit, apply_lora
 from harness.recipes.mixout import apply_mixout
 from harness.recipes.reinit import reinit_top_layers
+from harness.spec import Recipe
 
 _DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
 

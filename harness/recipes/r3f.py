@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.config import Recipe
+from harness.spec import Recipe
 
 _PASSED_ON = ("attention_mask", "token_type_ids", "position_ids")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.config import ConfigError
 from harness.recipes import arch
+from harness.spec import ConfigError
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from harness.config import ConfigError, Recipe
+from harness.spec import ConfigError, Recipe
 
 
 def total_training_steps(recipe: Recipe, n_train_examples: int) -> int:

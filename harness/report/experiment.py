@@ -11,7 +11,6 @@ import pandas as pd
 
 from harness.analysis import analyze_experiment, compare, is_degenerate
 from harness.analysis.describe import COUNTED_STATUSES
-from harness.config import ExperimentSpec
 from harness.report import plots
 from harness.report.paper import (
     PaperReference,
@@ -44,6 +43,7 @@ from harness.report.tables import (
     status_table,
     summary_table,
 )
+from harness.spec import ExperimentSpec
 from harness.store import load_curves, load_runs
 
 REPORT_DIR = "report"

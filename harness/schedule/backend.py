@@ -10,8 +10,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from harness.config import RunSpec
 from harness.records import EvalPoint, RunResult
+from harness.spec import RunSpec
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.config import BACKENDS, ExperimentSpec, RunSpec
 from harness.records import base_row, failed_row
 from harness.schedule.backend import Attempt, Backend, Crashed, Evaluated, Finished, Message, Started
 from harness.schedule.early_stop import Decision, RungTracker, rung_score_of_curve
 from harness.schedule.lock import ExperimentLock
 from harness.schedule.progress import Progress
+from harness.spec import BACKENDS, ExperimentSpec, RunSpec
 from harness.store import (
     StoreError,
     copy_run,

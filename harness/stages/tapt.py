@@ -1,6 +1,6 @@
 """Task-adaptive pre-training (TAPT, Gururangan et al. 2020): masked-LM training on the task's own text first.
 
-The stage is keyed like the intermediate-task stage (harness/stages.py): a RunSpec of its own whose run_id
+The stage is keyed like the intermediate-task stage (harness/stages/intermediate.py): a RunSpec of its own whose run_id
 hashes what shapes the TAPT encoder (model, model_layers, task, max_seq_length, tapt_steps, tapt_lr,
 tapt_mlm_probability, batch_size, the text cap) and is seeded by the run's sample_seed, so the seeds of a
 configuration share one TAPT encoder. It is trained once under a FileLock and cached in
@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from harness.config import Recipe, RunSpec
 from harness.records import RunContext
-from harness.stages import cache_root, load_encoder, save_encoder_once
+from harness.spec import Recipe, RunSpec
+from harness.stages.cache import cache_root, load_encoder, save_encoder_once
 
 TAPT_MAX_EXAMPLES = 20_000
 TAPT_WARMUP_RATIO = 0.06
@@ -106,8 +106,8 @@ def tapt_examples(stage: RunSpec, data_dir: str | None) -> list:
 def train_tapt(stage: RunSpec, ctx: RunContext) -> tuple[torch.nn.Module, dict]:
     """MLM training of `stage`; returns the masked LM and a summary for the stage record."""
     from harness import recipes
-    from harness.cloze import cloze_head_note, load_masked_lm
     from harness.models import load_tokenizer
+    from harness.recipes.cloze import cloze_head_note, load_masked_lm
     from harness.train import Encoded, batch_order, seed_everything
 
     started = time.perf_counter()
@@ -181,7 +181,7 @@ class TaptCheckpoint:
 
     def load_into(self, model: torch.nn.Module) -> None:
         """Copy the TAPT encoder into `model` (the pooler stays); a cloze model also gets the TAPT MLM head."""
-        from harness.cloze import is_cloze_model
+        from harness.recipes.cloze import is_cloze_model
 
         load_encoder(model, self.folder / "encoder.safetensors", "TAPT encoder", optional=("pooler.",))
         if is_cloze_model(model):

@@ -28,8 +28,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForMaskedLM, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from harness.config import ConfigError
 from harness.models import ModelError, resolve_model
+from harness.spec import ConfigError
 from harness.tasks import TaskDef
 
 log = logging.getLogger(__name__)

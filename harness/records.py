@@ -45,6 +45,9 @@ class RunContext:
 class RunResult:
     run: dict[str, Any]  # one row for store.write_run
     curve: list[dict[str, Any]]
+    # Per-example predictions at the selected checkpoint: {"val": [...], "test": [...]}, one value per example
+    # of the split in its stored order (class id, or the score for regression); None when not recorded.
+    predictions: dict[str, list[float]] | None = None
 
 
 def utc_now() -> str:

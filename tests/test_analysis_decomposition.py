@@ -40,3 +40,14 @@ def test_holes_from_diverged_runs_drop_a_level():
     out = variance_decomposition(runs).iloc[0]
     assert out.n_used == 9 and out.n_dropped == 3 and out.n_init * out.n_order == 9
     assert len(variance_decomposition(runs[runs.init_seed == 0])) == 0  # a single init level: no grid
+
+
+def test_stopped_runs_are_left_out_and_the_table_says_so():
+    ii, jj = np.meshgrid(range(3), range(3), indexing="ij")
+    score = (ii * 2.0 + jj).ravel()
+    status = np.array(["done"] * 9, dtype=object)
+    status[4] = "stopped"  # its score is a rung checkpoint: it leaves a hole, not a value
+    runs = pd.DataFrame({"task": "rte", "recipe": "a", "status": status, "init_seed": ii.ravel(),
+                         "order_seed": jj.ravel(), "score": score})  # fmt: skip
+    out = variance_decomposition(runs).iloc[0]
+    assert out.n_used == 6 and "1 stopped excluded" in out.used

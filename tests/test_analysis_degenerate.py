@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis import degenerate_rules, is_degenerate, wilson_interval
+from harness.analysis.degenerate import fill_finished_nan, rounding_tolerance, stored_decimals
 
 
 def _runs(task, metric, scores, maj_val=52.9, maj_test=52.5):
@@ -42,3 +43,43 @@ def test_regression_threshold_default_and_override():
     assert is_degenerate(runs, {"stsb": 86.0}).tolist() == [True, True, True, True]
     rules = degenerate_rules(runs, {"stsb": 86.0})
     assert rules.loc[0, "op"] == "<" and rules.loc[0, "threshold"] == 86.0 and rules.loc[0, "source"] == "override"
+
+
+def _rte_like(n_runs: int = 50, n_degenerate: int = 36, decimals: int | None = None) -> pd.DataFrame:
+    """RTE-like runs: the degenerate ones score exactly the majority baseline 146/277; the rest 60-70."""
+    majority = 146 / 277 * 100
+    rng = np.random.default_rng(0)
+    scores = np.r_[np.full(n_degenerate, majority), rng.uniform(60, 70, n_runs - n_degenerate)]
+    if decimals is not None:  # an external log that rounded the metric (a fraction) to `decimals` decimals
+        scores = np.round(scores / 100, decimals) * 100
+    return pd.DataFrame({"task": "rte", "metric": "accuracy", "score": scores, "status": "done",
+                         "majority_val": majority, "majority_test": np.nan})  # fmt: skip
+
+
+@pytest.mark.parametrize("decimals", [None, 6, 4, 3])
+def test_degenerate_rate_survives_rounded_logs(decimals):
+    # fails on the old `score <= majority` rule: 52.71 (rounded) > 52.7076 turned 72% into 0%
+    runs = _rte_like(decimals=decimals)
+    assert is_degenerate(runs).mean() == pytest.approx(0.72)
+
+
+def test_rounded_baseline_and_a_run_one_example_above_stay_apart():
+    majority = 146 / 277 * 100
+    one_more = 147 / 277 * 100  # one example better than the constant predictor: not degenerate
+    runs = pd.DataFrame({"task": "rte", "metric": "accuracy", "score": [round(majority, 2), round(one_more, 2)],
+                         "status": "done", "majority_val": round(majority, 1), "majority_test": np.nan})  # fmt: skip
+    assert is_degenerate(runs).tolist() == [True, False]
+    assert rounding_tolerance(np.array([52.71, 53.07]), np.array([52.7])) == pytest.approx(0.05)
+    assert rounding_tolerance(np.array([52.707581227436826])) == pytest.approx(1e-6)
+    assert stored_decimals(np.array([52.71, 60.0, np.nan])) == 2
+
+
+def test_nan_metric_of_a_finished_run_is_the_constant_predictor_score():
+    runs = pd.DataFrame({"task": "stsb", "metric": "spearman", "score": [np.nan, np.nan, np.nan, 88.0],
+                         "status": ["done", "stopped", "diverged", "done"], "majority_val": 0.0,
+                         "majority_test": 0.0})  # fmt: skip
+    filled = fill_finished_nan(runs)
+    assert filled["score"].tolist()[:2] == [0.0, 0.0]  # what harness.data.compute_metric returns
+    assert np.isnan(filled["score"].iloc[2])  # only a diverged run has no score
+    assert is_degenerate(filled).tolist() == [True, True, True, False]
+    assert runs["score"].isna().sum() == 3  # the input is not modified

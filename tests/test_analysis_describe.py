@@ -40,14 +40,15 @@ def _store():
     })  # fmt: skip
 
 
-def test_summarize_counts_diverged_failed_and_degenerate():
+def test_summarize_counts_diverged_failed_and_degenerate_and_leaves_stopped_runs_out():
     s = summarize(_store(), n_boot=200)
     a = s.iloc[0]
     assert list(s["config_key"]) == ["rte/a", "rte/b"]
-    assert (a.n, a.n_scored, a.n_diverged, a.n_failed, a.n_stopped) == (5, 4, 1, 1, 1)
-    assert a["mean"] == pytest.approx(np.mean([60, 70, 52, 65]))
-    assert a.degenerate_n == 2 and a.degenerate_rate == pytest.approx(0.4)  # 52 <= 52.5 and the diverged run
-    assert a.mean_nondeg == pytest.approx(65.0) and a.std_nondeg == pytest.approx(5.0)
+    # the stopped run (65 at its rung) is counted apart, not in n, mean, std or the degenerate rate
+    assert (a.n, a.n_scored, a.n_diverged, a.n_failed, a.n_stopped) == (4, 3, 1, 1, 1)
+    assert a["mean"] == pytest.approx(np.mean([60, 70, 52]))
+    assert a.degenerate_n == 2 and a.degenerate_rate == pytest.approx(0.5)  # 52 <= 52.5 and the diverged run
+    assert a.mean_nondeg == pytest.approx(65.0) and a.std_nondeg == pytest.approx(np.std([60, 70], ddof=1))
     b = s.iloc[1]  # n = 1: no spread, no CI
     assert b.n == 1 and np.isnan(b["std"]) and np.isnan(b.mean_ci_lo)
     assert "rte" in format_summary(s) and "degen" in format_summary(s)

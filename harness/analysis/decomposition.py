@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness.analysis.describe import COUNTED_STATUSES, config_groups
+from harness.analysis.describe import COUNTED_STATUSES, config_groups, used_note
 
 
 @dataclass(frozen=True)
@@ -115,15 +115,18 @@ def complete_grid(init: np.ndarray, order: np.ndarray, score: np.ndarray) -> np.
 def variance_decomposition(runs: pd.DataFrame, column: str = "score") -> pd.DataFrame:
     """Per configuration with an init x order grid (>= 2 levels each): variances, shares, Dodge's expected
     std with one seed fixed, the overall std and main-effect F tests. Diverged (NaN) runs leave holes
-    that are resolved by dropping seed levels (n_dropped counts the runs left out)."""
+    that are resolved by dropping seed levels (n_dropped counts the runs left out). Early-stopped runs are left
+    out (`used` says so)."""
     rows = []
-    runs = runs[runs["status"].astype(str).isin(COUNTED_STATUSES)]
+    all_runs, runs = runs, runs[runs["status"].astype(str).isin(COUNTED_STATUSES)]
     for task, recipe, g in config_groups(runs):
         y = pd.to_numeric(g[column], errors="coerce").astype(float).to_numpy()
         grid = complete_grid(g["init_seed"].to_numpy(), g["order_seed"].to_numpy(), y)
         if grid is None:
             continue
         dec = decompose_grid(grid)
-        rows.append({"task": task, "recipe": recipe, **asdict(dec), "n_dropped": int(len(g) - dec.n_used)})
-    columns = ["task", "recipe", *Decomposition.__dataclass_fields__, "n_dropped"]
+        cfg = all_runs[(all_runs["task"].astype(str) == task) & (all_runs["recipe"].astype(str) == recipe)]
+        used = used_note(cfg, column)
+        rows.append({"task": task, "recipe": recipe, **asdict(dec), "n_dropped": int(len(g) - dec.n_used), "used": used})
+    columns = ["task", "recipe", *Decomposition.__dataclass_fields__, "n_dropped", "used"]
     return pd.DataFrame(rows, columns=columns)

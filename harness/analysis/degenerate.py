@@ -3,6 +3,18 @@
 A run is degenerate when its score is at or below the majority-class baseline (Mosbach et al. 2021,
 following Dodge et al. 2020) for classification, or below a threshold for regression metrics
 (default 10.0 on the x100 scale, overridable per task). A NaN score (diverged run) is degenerate.
+
+Stored precision: a degenerate classifier scores exactly the majority baseline, but a log that rounds
+its scores (or its baseline) to d decimals can put that score just above the bar. The comparison is
+therefore `score <= majority + tol` with tol half a unit of the coarsest stored precision of the
+task's scores and baselines (`rounding_tolerance`): 0.005 for x100 scores with 2 decimals (metrics
+rounded to 4 decimals), ~0 for the harness's own full-precision scores. A regression threshold is a
+chosen cut, not a measured bar, so it gets no tolerance.
+
+A NaN metric of a run that finished training (status done or stopped) has one meaning everywhere:
+the metric is undefined because the model predicts a constant (a constant predictor on STS-B), and
+its score is 0, the value the harness's own metric returns for it (`fill_finished_nan`). Only a
+diverged run has no score.
 """
 
 from __future__ import annotations
@@ -16,6 +28,10 @@ from scipy import stats
 
 REGRESSION_METRICS = frozenset({"spearman", "pearson"})
 DEFAULT_REGRESSION_THRESHOLD = 10.0
+FINISHED_STATUSES = ("done", "stopped")
+CONSTANT_PREDICTOR_SCORE = 0.0  # harness.data.compute_metric's value for an undefined (constant) prediction
+FLOAT_TOLERANCE = 1e-6  # full-precision scores: only float noise between a score and its bar
+MAX_DECIMALS = 6
 
 
 @dataclass(frozen=True)
@@ -31,7 +47,42 @@ class DegenerateRule:
 
     def describe(self) -> str:
         target = "the majority-class baseline" if self.source == "majority baseline" else f"{self.threshold:g}"
-        return f"{self.task}: {self.metric} {self.op} {target} ({self.source}); NaN score (diverged) is degenerate"
+        tol = " + the stored precision's rounding tolerance" if self.source == "majority baseline" else ""
+        return (
+            f"{self.task}: {self.metric} {self.op} {target}{tol} ({self.source}); NaN score (diverged) is degenerate"
+        )
+
+
+def stored_decimals(values: np.ndarray) -> int | None:
+    """The fewest decimals (0..6) that represent every finite value exactly; None when none does."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None
+    for d in range(MAX_DECIMALS + 1):
+        scaled = v * 10.0**d
+        if np.all(np.abs(scaled - np.round(scaled)) < 1e-6):
+            return d
+    return None
+
+
+def rounding_tolerance(*samples: np.ndarray) -> float:
+    """Half a unit of the coarsest stored precision among `samples` (scores, baselines); FLOAT_TOLERANCE if
+    all are at full precision."""
+    decimals = [d for d in (stored_decimals(s) for s in samples) if d is not None]
+    return max(FLOAT_TOLERANCE, 0.5 * 10.0 ** -min(decimals)) if decimals else FLOAT_TOLERANCE
+
+
+def fill_finished_nan(runs: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `runs` where a finished run's NaN score is CONSTANT_PREDICTOR_SCORE (see the module note)."""
+    status = runs["status"].astype(str) if "status" in runs else pd.Series("done", index=runs.index)
+    score = pd.to_numeric(runs["score"], errors="coerce").astype(float)
+    hole = status.isin(FINISHED_STATUSES) & score.isna()
+    if not hole.any():
+        return runs
+    out = runs.copy()
+    out["score"] = score.where(~hole, CONSTANT_PREDICTOR_SCORE)
+    return out
 
 
 def majority_baseline(runs: pd.DataFrame) -> pd.Series:
@@ -60,9 +111,18 @@ def degenerate_rules(runs: pd.DataFrame, thresholds: Mapping[str, float] | None 
     return frame
 
 
+def degenerate_value(runs: pd.DataFrame) -> pd.Series:
+    """Per run, the score a degenerate (constant) predictor gets: the majority baseline for classification,
+    CONSTANT_PREDICTOR_SCORE for correlation metrics. Where a diverged run is counted when it must have a score."""
+    regression = runs["metric"].astype(str).str.lower().isin(REGRESSION_METRICS)
+    majority = majority_baseline(runs)
+    return majority.where(~regression, CONSTANT_PREDICTOR_SCORE).rename("degenerate_value")
+
+
 def is_degenerate(runs: pd.DataFrame, thresholds: Mapping[str, float] | None = None) -> pd.Series:
-    """Boolean per run (index of `runs`): score at/below the majority baseline, or below the regression
-    threshold; NaN scores are degenerate (count them separately with `runs.score.isna()`)."""
+    """Boolean per run (index of `runs`): score at/below the majority baseline (within the stored precision's
+    rounding tolerance), or below the regression threshold; NaN scores are degenerate (count them separately
+    with `runs.score.isna()`; pass runs through `fill_finished_nan` first so that only diverged runs are NaN)."""
     score = pd.to_numeric(runs["score"], errors="coerce").astype(float).to_numpy()
     majority = majority_baseline(runs).to_numpy()
     out = np.isnan(score)
@@ -71,8 +131,11 @@ def is_degenerate(runs: pd.DataFrame, thresholds: Mapping[str, float] | None = N
     for task, metric in dict.fromkeys(zip(tasks, metrics, strict=True)):
         rule = degenerate_rule(task, metric, thresholds)
         rows = (tasks == task) & (metrics == metric)
-        limit = majority[rows] if rule.source == "majority baseline" else np.full(rows.sum(), rule.threshold)
         s = score[rows]
+        if rule.source == "majority baseline":
+            limit = majority[rows] + rounding_tolerance(s, majority[rows])
+        else:
+            limit = np.full(rows.sum(), rule.threshold)
         with np.errstate(invalid="ignore"):
             hit = s <= limit if rule.op == "<=" else s < limit
         out[rows] |= hit & ~np.isnan(limit)

@@ -1,7 +1,9 @@
 """Per-configuration description: location, spread, bootstrap CIs and degenerate-run rate.
 
-Counting: `n` is every run that finished training or diverged (status done, stopped or diverged);
-failed runs (crashed, no result) are excluded from `n` and counted in `n_failed`. The location and
+Counting: `n` is every run that trained to the end or diverged (status done or diverged). Early-stopped
+runs (status stopped) are left out of every statistic of finished runs by default: their "score" is
+their checkpoint at the rung, not a finished run's; they are counted in `n_stopped` and shown apart.
+Failed runs (crashed, no result) are excluded from `n` and counted in `n_failed`. The location and
 spread statistics use the `n_scored` runs with a finite score; diverged runs (NaN score) count as
 degenerate, so `degenerate_rate = degenerate_n / n`.
 """
@@ -18,7 +20,17 @@ from scipy import stats
 from harness.analysis.bootstrap import bootstrap_ci, mean, std
 from harness.analysis.degenerate import degenerate_rule, is_degenerate, majority_baseline, wilson_interval
 
-COUNTED_STATUSES = ("done", "stopped", "diverged")
+COUNTED_STATUSES = ("done", "diverged")  # the runs behind the statistics of finished runs
+STOPPED_STATUS = "stopped"
+
+
+def used_note(runs: pd.DataFrame, what: str = "") -> str:
+    """What a table used, for its `used` column: counts of done / diverged runs and the stopped ones left out."""
+    status = runs["status"].astype(str)
+    parts = [f"{int((status == s).sum())} {s}" for s in COUNTED_STATUSES]
+    stopped = int((status == STOPPED_STATUS).sum())
+    text = ", ".join(parts) + (f"; {stopped} stopped excluded" if stopped else "")
+    return f"{what}: {text}" if what else text
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from harness.analysis.compare import compare_table
 from harness.analysis.decomposition import variance_decomposition
-from harness.analysis.degenerate import degenerate_rules
+from harness.analysis.degenerate import degenerate_rules, fill_finished_nan
 from harness.analysis.describe import summarize
 from harness.analysis.early_stop import early_stopping_table
 from harness.analysis.emp import expected_max_table
@@ -28,6 +28,7 @@ def analyze_runs(
     seed: int = 0,
 ) -> dict[str, pd.DataFrame]:
     """All analysis tables from in-memory frames (no I/O)."""
+    runs = fill_finished_nan(runs)  # one meaning of a finished run's NaN metric in every table
     out = {
         "summary": summarize(runs, thresholds, n_boot=n_boot, seed=seed),
         "degenerate_rules": degenerate_rules(runs, thresholds),

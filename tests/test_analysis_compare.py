@@ -65,7 +65,7 @@ def test_edge_cases_n1_all_equal_nan():
     assert r["welch_t"].n_a == 20 and "a=1" in r["welch_t"].note
 
 
-def test_compare_table_holm_across_whole_table():
+def test_compare_table_holm_within_each_method_across_pairs():
     runs = pd.DataFrame({
         "task": ["rte"] * 45 + ["mrpc"] * 45, "recipe": (["base"] * 20 + ["new"] * 25) * 2,
         "metric": ["accuracy"] * 45 + ["f1"] * 45, "score": np.r_[A, B, A + 15, B + 15], "status": "done",
@@ -73,5 +73,10 @@ def test_compare_table_holm_across_whole_table():
     })  # fmt: skip
     t = compare_table(runs, n_boot=200, n_perm=199, n_boot_aso=100, n_jobs=1)
     assert set(t["a"]) == {"new"} and set(t["b"]) == {"base"} and list(t["task"].unique()) == ["rte", "mrpc"]
-    assert t["p_adjusted"].to_numpy() == pytest.approx(holm(t["pvalue"].to_numpy()), nan_ok=True)
+    # one family per method (its two pairs), not one family of every test of the table
+    for method in ("welch_t", "mann_whitney_u", "levene", "brown_forsythe", "fisher_exact_degenerate"):
+        rows = t[t["method"] == method]
+        assert rows["p_adjusted"].to_numpy() == pytest.approx(holm(rows["pvalue"].to_numpy()))
+        assert set(rows["family"]) == {f"{method}, 2 pairs"}
+    assert t.loc[t["method"] == "aso", "family"].eq("").all()
     assert (t["p_adjusted"].dropna() >= t.loc[t["p_adjusted"].notna(), "pvalue"]).all()

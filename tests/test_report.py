@@ -214,6 +214,8 @@ def test_verdicts_from_known_effects(report):
     assert up["our effect [95% CI]"].startswith("+5.0") or up["our effect [95% CI]"].startswith("+4.9")
     assert up["direction reproduced"] == "yes"
     assert up["significant"].startswith("yes (Welch t")
+    # one-sided in the claim's direction, Holm across the five claims; small p printed "<0.001", never "0.000"
+    assert "one-sided p_Holm <0.001" in up["significant"] and "p_Holm 0.000" not in md
     assert up["paper effect within ours"] == "no"
     assert "n = 8/8" in up["caveat (scale)"] and "bert-large-uncased" in up["caveat (scale)"]
     assert "fewer seeds than the paper" in up["caveat (scale)"]

@@ -4,6 +4,11 @@
 scipy.stats; written here are only Holm's step-down adjustment, the probability of improvement
 bootstrap and ASO (see aso.py). Records without a p-value (bootstrap CIs, P(a > b), ASO) carry NaN
 and are left out of Holm's family.
+
+Families: the comparison tables are exploratory and keep every test, two-sided. Holm's family is one
+method across the pairs of a table (e.g. every Welch test of the table), so a Welch test never shares
+a family with a Levene or Fisher test of another question; `family` names it. A verdict on a paper's
+claim does not read these: it runs one pre-declared one-sided test per claim (see verdict.py).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class Comparison:
     n_a: int
     n_b: int
     note: str = ""
+    family: str = ""  # the Holm family p_adjusted was computed in
 
 
 def holm(pvalues: np.ndarray) -> np.ndarray:
@@ -83,14 +89,19 @@ def _counts(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
     return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(float)
 
 
-def permutation_mean_diff(a: np.ndarray, b: np.ndarray, n_perm: int = 9999, seed: int = 0, batch: int = 2000):
-    """Two-sided permutation test of mean(a) - mean(b). Exact (scipy.stats.permutation_test) when the number
-    of distinct splits is at most n_perm; otherwise Monte Carlo vectorised with numpy, with scipy's p-value
-    convention (p = (1 + #null at least as extreme) / (n_perm + 1) per tail, two-sided = 2 min(tails))."""
+def permutation_mean_diff(
+    a: np.ndarray, b: np.ndarray, n_perm: int = 9999, seed: int = 0, batch: int = 2000, alternative: str = "two-sided"
+):
+    """Permutation test of mean(a) - mean(b) (`alternative` as in scipy). Exact (scipy.stats.permutation_test)
+    when the number of distinct splits is at most n_perm; otherwise Monte Carlo vectorised with numpy, with
+    scipy's p-value convention (p = (1 + #null at least as extreme) / (n_perm + 1) per tail, two-sided = 2 min)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     rng = np.random.default_rng(seed)
     if min(a.size, b.size) >= 2 and math.comb(a.size + b.size, a.size) <= n_perm:
-        return _quiet(stats.permutation_test, (a, b), mean_diff, vectorized=True, n_resamples=n_perm, rng=rng)
+        return _quiet(
+            stats.permutation_test, (a, b), mean_diff, vectorized=True, n_resamples=n_perm, rng=rng,
+            alternative=alternative,
+        )  # fmt: skip
     observed = float(np.mean(a) - np.mean(b))
     pooled = np.concatenate([a, b])
     null = np.empty(n_perm)
@@ -101,7 +112,8 @@ def permutation_mean_diff(a: np.ndarray, b: np.ndarray, n_perm: int = 9999, seed
     eps = abs(np.finfo(float).eps * 100 * observed)  # scipy's tolerance for ties with the observed value
     p_greater = (np.sum(null >= observed - eps) + 1) / (n_perm + 1)
     p_less = (np.sum(null <= observed + eps) + 1) / (n_perm + 1)
-    return _PermResult(observed, float(min(1.0, 2 * min(p_greater, p_less))), null)
+    p = {"greater": p_greater, "less": p_less}.get(alternative, min(1.0, 2 * min(p_greater, p_less)))
+    return _PermResult(observed, float(p), null)
 
 
 @dataclass(frozen=True)
@@ -138,7 +150,8 @@ def compare(
     n_boot_aso: int = 1000,
     seed: int = 0,
 ) -> list[Comparison]:
-    """All comparisons of scores a against b (NaNs dropped and noted); Holm-adjusted within this list.
+    """All comparisons of scores a against b (NaNs dropped and noted), two-sided. Each method is its own
+    family here (p_adjusted = p); compare_table adjusts each method across the pairs of its table.
 
     Fisher's exact test on degenerate counts is included when both degenerate flag arrays are given
     (they cover every counted run, diverged ones included)."""
@@ -205,8 +218,10 @@ def compare(
             _record("aso", res.eps_min, NAN, res.violation_ratio, "eps_W2", na=na, nb=nb,
                     note="a better than b when eps_min < 0.5 (0.2 strict)")
         )  # fmt: skip
-    adjusted = holm(np.array([c.pvalue for c in out]))
-    return [dataclasses.replace(c, p_adjusted=float(p)) for c, p in zip(out, adjusted, strict=True)]
+    return [
+        dataclasses.replace(c, p_adjusted=c.pvalue, family=f"{c.method}, 1 pair" if np.isfinite(c.pvalue) else "")
+        for c in out
+    ]
 
 
 COMPARE_COLUMNS = ["task", "a", "b", *[f.name for f in dataclasses.fields(Comparison)]]
@@ -223,7 +238,8 @@ def compare_table(
     seed: int = 0,
     n_jobs: int = 2,
 ) -> pd.DataFrame:
-    """Every recipe against the baseline recipe within each task, all methods, Holm across the table.
+    """Every recipe against the baseline recipe within each task, all methods; Holm per method across the
+    table's pairs (`family` names the family: one method, all pairs).
 
     Default baseline: the first recipe in `runs`; a task without it uses its own first recipe."""
     counted = runs[runs["status"].astype(str).isin(COUNTED_STATUSES)]
@@ -258,6 +274,17 @@ def compare_table(
         for ((task, recipe, base), _, _), res in zip(jobs, results, strict=True)
         for c in res
     ]
-    frame = pd.DataFrame(rows, columns=COMPARE_COLUMNS)
-    frame["p_adjusted"] = holm(frame["pvalue"].to_numpy(dtype=float))
+    return holm_by_method(pd.DataFrame(rows, columns=COMPARE_COLUMNS))
+
+
+def holm_by_method(frame: pd.DataFrame) -> pd.DataFrame:
+    """p_adjusted and family per method: Holm across the rows (pairs) of one method; NaN p-values left out."""
+    frame = frame.copy()
+    frame["family"] = ""
+    for method, rows in frame.groupby(frame["method"].astype(str), sort=False):
+        p = rows["pvalue"].to_numpy(dtype=float)
+        frame.loc[rows.index, "p_adjusted"] = holm(p)
+        m = int(np.isfinite(p).sum())
+        if m:
+            frame.loc[rows.index[np.isfinite(p)], "family"] = f"{method}, {m} pair{'s' if m > 1 else ''}"
     return frame

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.analysis import degenerate_rules, expected_max_table, holm, is_degenerate, summarize
+from harness.analysis import degenerate_rules, expected_max_table, is_degenerate, summarize
+from harness.analysis.compare import holm_by_method
 from harness.analysis.describe import COUNTED_STATUSES
 from harness.report import plots
 from harness.report.experiment import HOLM_NOTE, clear_figures, pair_rows, write_markdown_report
@@ -38,7 +39,7 @@ def compare_rows(
     n_boot: int,
     n_perm: int,
 ) -> pd.DataFrame:
-    """compare() of A's against B's scores for every configuration in common, Holm across the whole table."""
+    """compare() of A's against B's scores for every configuration in common, Holm per method across the table."""
     rows = []
     for i, key in enumerate(configs):
         a = runs_a[(runs_a["config_key"].astype(str) == key) & runs_a["status"].astype(str).isin(COUNTED_STATUSES)]
@@ -47,9 +48,7 @@ def compare_rows(
             continue
         rows += pair_rows(key, *labels, a, b, deg_a, deg_b, n_boot=n_boot, n_perm=n_perm, seed=101 * i)
     frame = pd.DataFrame(rows)
-    if len(frame):
-        frame["p_adjusted"] = holm(frame["pvalue"].to_numpy(dtype=float))
-    return frame
+    return holm_by_method(frame) if len(frame) else frame
 
 
 def compare_report(

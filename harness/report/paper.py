@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.report.tables import ALPHA, DASH, ci, is_missing, md_table, num, pct
+from harness.report.tables import ALPHA, DASH, ci, is_missing, md_table, num, pct, pval
 
 
 class ReportError(ValueError):
@@ -270,8 +270,11 @@ def verdict(
     rows: Mapping[str, Mapping[str, Any]] | None,
     scale: str,
     sample_note: str = "",
+    p_holm: float = float("nan"),
 ) -> Verdict:
-    """Our verdict on one claim from its comparison rows (method -> row) and the summary."""
+    """Our verdict on one claim: effect and CI from its comparison rows (method -> row) and the summary;
+    significance from `p_holm`, the claim's own one-sided test Holm-adjusted across the experiment's claims
+    (harness.analysis.verdict)."""
     diff, ratio = _paper_effect(ref, claim)
     unit = " pp" if claim.statistic == "degenerate_rate" else ""
     scale_diff = 100 if claim.statistic == "degenerate_rate" else 1
@@ -287,7 +290,6 @@ def verdict(
             claim, paper_text, f"not run ({', '.join(missing)})", None, None, claim.test, float("nan"), None, scale
         )
     effect = rows.get(EFFECT_ROW[claim.statistic], {})
-    test = rows.get(claim.test, {})
     lo, hi = effect.get("ci_lo", float("nan")), effect.get("ci_hi", float("nan"))
     if claim.statistic == "mean":
         value, point = float(effect.get("effect", float("nan"))), float(effect.get("effect", float("nan")))
@@ -313,7 +315,7 @@ def verdict(
         in_ci = bool(abs(point - target) <= claim.tolerance)
     wanted = 1 if claim.direction == "greater" else -1
     reproduced = None if np.isnan(sign) else bool(sign == wanted)
-    p_adj = float(test.get("p_adjusted", float("nan")))
+    p_adj = float(p_holm)
     significant = None if np.isnan(p_adj) or reproduced is None else bool(reproduced and p_adj < ALPHA)
     caveat = scale + (f"; {sample_note}" if sample_note else "")
     return Verdict(claim, paper_text, ours, reproduced, significant, claim.test, p_adj, in_ci, caveat)
@@ -341,7 +343,7 @@ def verdict_table(verdicts: Sequence[Verdict]) -> str:
         c = v.claim
         sig = _yes_no(v.significant)
         if not is_missing(v.p_adjusted):
-            sig += f" ({TEST_NAMES.get(v.test, v.test)}, p_Holm {num(v.p_adjusted, 3)})"
+            sig += f" ({TEST_NAMES.get(v.test, v.test)}, one-sided p_Holm {pval(v.p_adjusted).strip('*')})"
         rows.append(
             [
                 c.claim,

@@ -127,6 +127,7 @@ def variance_decomposition(runs: pd.DataFrame, column: str = "score") -> pd.Data
         dec = decompose_grid(grid)
         cfg = all_runs[(all_runs["task"].astype(str) == task) & (all_runs["recipe"].astype(str) == recipe)]
         used = used_note(cfg, column)
-        rows.append({"task": task, "recipe": recipe, **asdict(dec), "n_dropped": int(len(g) - dec.n_used), "used": used})
+        row = {"task": task, "recipe": recipe, **asdict(dec), "n_dropped": int(len(g) - dec.n_used), "used": used}
+        rows.append(row)
     columns = ["task", "recipe", *Decomposition.__dataclass_fields__, "n_dropped", "used"]
     return pd.DataFrame(rows, columns=columns)

@@ -48,9 +48,7 @@ class DegenerateRule:
     def describe(self) -> str:
         target = "the majority-class baseline" if self.source == "majority baseline" else f"{self.threshold:g}"
         tol = " + the stored precision's rounding tolerance" if self.source == "majority baseline" else ""
-        return (
-            f"{self.task}: {self.metric} {self.op} {target}{tol} ({self.source}); NaN score (diverged) is degenerate"
-        )
+        return f"{self.task}: {self.metric} {self.op} {target}{tol} ({self.source}); NaN score (diverged) is degenerate"
 
 
 def stored_decimals(values: np.ndarray) -> int | None:

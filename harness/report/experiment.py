@@ -52,7 +52,8 @@ REPORT_DIR = "report"
 HOLM_NOTE = (
     "p (Holm): two-sided, Holm-Bonferroni adjusted within each method's family (one method across every pair of "
     "this table: e.g. the Welch tests form one family, the Fisher tests another); bold when below 0.05. These "
-    "tables are exploratory; verdicts on the paper's claims use their own pre-declared tests. Effects are a − b (mean difference, bootstrap BCa 95% CI), a / b (std ratio) and the odds ratio of "
+    "tables are exploratory; verdicts on the paper's claims use their own pre-declared tests. "
+    "Effects are a − b (mean difference, bootstrap BCa 95% CI), a / b (std ratio) and the odds ratio of "
     "degenerate runs (conditional MLE with its exact CI). Rank-biserial r = 2U/(n_a n_b) − 1. P(a>b): probability "
     "that a random seed of a beats one of b. ASO ε_min < 0.5 means a is almost stochastically better (0.2 strict)."
 )

@@ -31,6 +31,7 @@ from harness.store import (
     copy_run,
     experiment_dir,
     load_curves,
+    load_runs,
     stored_run_ids,
     write_events,
     write_run,
@@ -214,11 +215,12 @@ def _tracker(
     if mine:  # runs stored by earlier sessions count in the ranking
         curves = load_curves(exp_dir)
         curves = curves[curves["run_id"].isin(mine)]
+        stored_runs = load_runs(exp_dir)
+        stopped = set(stored_runs.loc[stored_runs["status"].astype(str) == "stopped", "run_id"].astype(str))
         for run_id, group in curves.groupby("run_id"):
             score = rung_score_of_curve(zip(group["fraction"], group["val_metric"], strict=True), policy.at)
             if score is not None:
-                tracker.add_prior(config_of[run_id], run_id, score)
-                tracker.decided[run_id] = True
+                tracker.add_prior(config_of[run_id], run_id, score, kept=run_id not in stopped)
     tracker.expect((s.config_key, s.run_id) for s in todo)
     return tracker
 

@@ -11,11 +11,16 @@ The rule, as pure functions and a small state machine (no I/O, no processes):
   outside them is stopped (`decide`). k = ceil(keep x n) for a fraction
   keep < 1, or min(keep, n) for a count keep >= 1.
 * If waiting would deadlock (every slot holds a waiting run while other runs
-  are queued), the scheduler decides the waiting runs now (`resolve(...)`),
-  ranked against every score known so far; later arrivals form the next
-  cohort and are ranked against all scores, earlier ones included. With
-  slots >= seeds per configuration this never happens and the rule is
-  exactly Dodge et al.'s.
+  are queued: fewer slots than seeds), the scheduler decides the waiting runs
+  now (`resolve(...)`) under a quota that keeps exactly the declared share
+  whatever the slot count. With N runs expected at the rung (scores known +
+  runs still to arrive) the configuration keeps K = keep_count(N, keep) in
+  all. A partial cohort keeps its runs that rank within the best
+  ceil(K * known / N) of the known scores (the declared share of what is
+  known so far), clamped so that the quota stays reachable: at most the keeps
+  left, at least the keeps left minus the runs still to arrive. The last
+  cohort fills the quota exactly with its best runs. With slots >= seeds per
+  configuration there is one cohort and the rule is exactly Dodge et al.'s.
 * Decisions are sticky per run id: a retry of a kept run is kept again
   without waiting; a retry of a stopped run is stopped again.
 """
@@ -75,9 +80,11 @@ class RungTracker:
     waiting: dict[str, set[str]] = field(default_factory=dict)  # config -> runs waiting at the rung
     decided: dict[str, bool] = field(default_factory=dict)  # run -> keep?
 
-    def add_prior(self, config_key: str, run_id: str, score: float) -> None:
-        """A rung score of a run stored by an earlier session: ranked against, never decided again."""
+    def add_prior(self, config_key: str, run_id: str, score: float, kept: bool = True) -> None:
+        """A rung score of a run stored by an earlier session (kept: trained past the rung): ranked against and
+        counted in the quota, never decided again."""
         self.scores.setdefault(config_key, {})[run_id] = score
+        self.decided[run_id] = kept
 
     def expect(self, runs: Iterable[tuple[str, str]]) -> None:
         """(config_key, run_id) pairs this session will run."""
@@ -111,16 +118,27 @@ class RungTracker:
         return sorted(c for c, w in self.waiting.items() if w)
 
     def resolve(self, config_key: str) -> list[Decision]:
-        """Decide every waiting run of a configuration against all its known rung scores."""
+        """Decide every waiting run of a configuration under the quota rule (module docstring)."""
         scores = self.scores.get(config_key, {})
-        stop = decide(scores, self.keep)
+        waiting = self.waiting.get(config_key, set())
         ranked = ranking(scores)
-        k = keep_count(len(ranked), self.keep)
+        pending = len(self.cohort.get(config_key, set()) - waiting)  # runs of this session still to arrive
+        n_total = len(ranked) + pending
+        k = keep_count(n_total, self.keep)
+        kept = sum(1 for r in scores if r not in waiting and self.decided.get(r, False))
+        left = max(0, k - kept)
+        mine = sorted(waiting, key=ranked.index)
+        if pending:
+            share = math.ceil(k * len(ranked) / n_total - 1e-9)
+            wanted = sum(1 for r in mine if ranked.index(r) < share)
+            n_keep = min(max(wanted, left - pending, 0), left, len(mine))
+        else:
+            n_keep = min(left, len(mine))
         out = []
-        for run_id in sorted(self.waiting.get(config_key, set()), key=ranked.index):
-            keep = run_id not in stop
+        for i, run_id in enumerate(mine):
+            keep = i < n_keep
             self.decided[run_id] = keep
-            out.append(Decision(run_id, config_key, keep, scores[run_id], ranked.index(run_id) + 1, len(ranked), k))
+            out.append(Decision(run_id, config_key, keep, scores[run_id], ranked.index(run_id) + 1, n_total, k))
             self.cohort[config_key].discard(run_id)
         self.waiting[config_key] = set()
         return out

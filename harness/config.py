@@ -89,6 +89,23 @@ def _type_names(types: tuple[type, ...]) -> str:
     return " or ".join(t.__name__ for t in types)
 
 
+MIXOUT_KEEP_DROPOUT = "mixout_keep_dropout"
+
+
+def check_mixout_dropout(recipe: Recipe, keep_dropout: object, own: bool, where: str) -> None:
+    """Mixout replaces dropout (Lee et al. 2020; the official code sets dropout 0): a recipe with Mixout and an
+    explicit dropout > 0 (its own, or from [defaults]) is refused unless it sets `mixout_keep_dropout = true`."""
+    if not isinstance(keep_dropout, bool):
+        raise ConfigError(f"{where} [recipes.{recipe.name}]: {MIXOUT_KEEP_DROPOUT} = {keep_dropout!r}; use true/false")
+    if recipe.mixout > 0 and recipe.dropout and not keep_dropout:
+        source = f"[recipes.{recipe.name}]" if own else "[defaults]"
+        raise ConfigError(
+            f"{where} [recipes.{recipe.name}]: mixout = {recipe.mixout} with dropout = {recipe.dropout} (from {source});"
+            f" Mixout runs without dropout. Set dropout = 0.0 in [recipes.{recipe.name}] (or drop it from {source}),"
+            f" or set {MIXOUT_KEEP_DROPOUT} = true in [recipes.{recipe.name}] to keep both on purpose"
+        )
+
+
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     hints = get_type_hints(cls)
     names = {f.name for f in fields(cls)}
@@ -191,8 +208,11 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
     for rname, overrides in recipes_raw.items():
         if not isinstance(overrides, Mapping):
             raise ConfigError(f"{where}: [recipes.{rname}] must be a table of recipe fields")
-        recipe = _build(Recipe, {**defaults, **overrides, "name": rname}, f"{where} [recipes.{rname}]")
+        merged = {**defaults, **overrides, "name": rname}
+        keep_dropout = merged.pop(MIXOUT_KEEP_DROPOUT, False)
+        recipe = _build(Recipe, merged, f"{where} [recipes.{rname}]")
         recipe.validate(where)
+        check_mixout_dropout(recipe, keep_dropout, "dropout" in overrides, where)
         recipes.append(recipe)
 
     sample_seed = data.get("sample_seed", 0)

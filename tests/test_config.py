@@ -172,3 +172,24 @@ def test_custom_csv_task_is_part_of_the_spec_and_validated():
         parse(custom_tasks={"rte": reviews})
     with pytest.raises(ConfigError, match=r"missing field\(s\) \['folder'\]"):
         parse(task="reviews", custom_tasks={"reviews": {k: v for k, v in reviews.items() if k != "folder"}})
+
+
+def test_mixout_with_an_explicit_dropout_is_refused_unless_the_recipe_says_so():
+    # the paper tables set dropout = 0.1 in [defaults]: Mixout ran with dropout on the old code
+    with pytest.raises(ConfigError, match=r"\[recipes.mix\]: mixout = 0.1 with dropout = 0.1 \(from \[defaults\]\)"):
+        parse(defaults={"dropout": 0.1}, recipes={"std": {}, "mix": {"mixout": 0.1}})
+    with pytest.raises(ConfigError, match=r"from \[recipes.mix\]\).*mixout_keep_dropout = true"):
+        parse(recipes={"mix": {"mixout": 0.1, "dropout": 0.2}})
+    exp = parse(defaults={"dropout": 0.1}, recipes={"std": {}, "mix": {"mixout": 0.1, "dropout": 0.0}})
+    assert {r.recipe.name: r.recipe.dropout for r in exp.runs} == {"std": 0.1, "mix": 0.0}
+    both = parse(recipes={"mix": {"mixout": 0.1, "dropout": 0.1, "mixout_keep_dropout": True}})
+    assert both.runs[0].recipe.dropout == 0.1 and both.runs[0].recipe.mixout == 0.1
+    assert parse(recipes={"mix": {"mixout": 0.1}}).runs[0].recipe.dropout is None  # 0 at training time
+
+
+def test_paper_tables_run_mixout_without_dropout():
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    for path in (root / "zhang2021" / "table2.toml", root / "mosbach2021" / "table1.toml"):
+        for scale in ("cpu", "paper"):
+            runs = load_experiment(path, scale=scale).runs
+            assert {r.recipe.dropout for r in runs if r.recipe.mixout > 0} == {0.0}, path

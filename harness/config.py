@@ -101,7 +101,8 @@ def check_mixout_dropout(recipe: Recipe, keep_dropout: object, own: bool, where:
         source = f"[recipes.{recipe.name}]" if own else "[defaults]"
         raise ConfigError(
             f"{where} [recipes.{recipe.name}]: mixout = {recipe.mixout} with dropout = {recipe.dropout} "
-            f"(from {source}); Mixout runs without dropout. Set dropout = 0.0 in [recipes.{recipe.name}] (or drop it from {source}),"
+            f"(from {source}); Mixout runs without dropout. Set dropout = 0.0 in [recipes.{recipe.name}] "
+            f"(or drop it from {source}),"
             f" or set {MIXOUT_KEEP_DROPOUT} = true in [recipes.{recipe.name}] to keep both on purpose"
         )
 

@@ -260,6 +260,7 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
         paper=data.get("paper", {}),
         description=data.get("description", ""),
         source=source,
+        scale=scale,
     )
 
 

@@ -263,6 +263,7 @@ class ExperimentSpec:
     paper: Mapping[str, Any] = field(default_factory=dict)  # reference numbers, free-form
     description: str = ""
     source: str = ""  # the TOML path
+    scale: str | None = None  # the [scale.<name>] section applied, if any
 
     @property
     def recipes(self) -> tuple[str, ...]:

@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis import early_stopping_table, simulate_early_stopping
+from harness.analysis.early_stop import exact_rule
 
 
 def _store(final, early, n_evals=10):
@@ -49,3 +50,46 @@ def test_dodge_2020_shape_start_many_stop_early():
     assert later.p_best_survives >= rule.p_best_survives
     with pytest.raises(ValueError, match="keep"):
         simulate_early_stopping(curves, runs, n_start=3, fraction=0.2, keep=5)
+
+
+def _brute_force(final, early, t, p):
+    """Every subset of t seeds and every order of its ties at the cut: P(best kept), E[best kept], E[best of t]."""
+    import itertools
+
+    hits, kept_best, all_best = [], [], []
+    for sub in itertools.combinations(range(len(final)), t):
+        orders = [o for o in itertools.permutations(sub) if all(early[a] >= early[b] for a, b in itertools.pairwise(o))]
+        best = max(final[k] for k in sub)
+        top = [max(final[k] for k in o[:p]) for o in orders]  # equally likely tie orders
+        hits.append(np.mean([x == best for x in top]))
+        kept_best.append(np.mean(top))
+        all_best.append(best)
+    return np.mean(hits), np.mean(kept_best), np.mean(all_best)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_exact_rule_equals_brute_force_enumeration(seed):
+    rng = np.random.default_rng(seed)
+    n = 7
+    final = rng.integers(0, 5, n).astype(float)  # ties in the final score
+    early = rng.integers(0, 3, n).astype(float)  # and at the cut
+    for t, p in ((4, 1), (5, 2), (3, 2), (7, 3), (3, 3)):
+        got = exact_rule(final, early, t, p)
+        assert got == pytest.approx(_brute_force(final, early, t, p), rel=1e-12)
+
+
+def test_uninformative_cut_is_exactly_keep_over_start():
+    final = np.arange(12.0)
+    assert exact_rule(final, np.zeros(12), 10, 3)[0] == pytest.approx(0.3, rel=1e-12)
+
+
+def test_table_is_exact_has_a_quarter_fraction_and_no_rule_that_keeps_everything():
+    rng = np.random.default_rng(1)
+    curves, runs = _store(rng.normal(70, 3, 12), rng.normal(60, 3, 12))
+    t = early_stopping_table(curves, runs, n_start=(5, 10, 20), keep=(1, 2, 5, 10))
+    assert 0.25 in set(t.fraction) and (t.keep < t.n_start).all()
+    assert set(t.loc[t.n_start <= 12, "method"]) == {"exact"}
+    assert set(t.loc[t.n_start == 20, "method"]) == {"monte carlo (with replacement)"}
+    again = early_stopping_table(curves, runs, n_start=(5, 10, 20), keep=(1, 2, 5, 10), seed=5)
+    exact = t.method == "exact"  # exact cells do not move with the seed
+    assert again.loc[exact, "p_best_survives"].to_numpy() == pytest.approx(t.loc[exact, "p_best_survives"])

@@ -1,12 +1,19 @@
 """Early-stopping simulation from stored curves (Dodge et al. 2020, section 6).
 
 Rule (t, f, p): start t seeds, evaluate all of them after a fraction f of training, train only the
-best p to the end. Cost in full runs: t f + p (1 - f); saved = 1 - cost / t. Over bootstrap draws of t
-seeds from the stored runs (without replacement when enough are stored), we record whether the seed
-that would have been best after full training survives the cut, and the best final score among the
-kept. A seed's score at f is its latest evaluation at or before f; its final score is the best
-validation score of the whole curve (the selected checkpoint). NaN counts as worst; ties at the cut
-are broken at random. Runs that failed or were stopped early (incomplete curves) are left out.
+best p to the end. Cost in full runs: t f + p (1 - f); saved = 1 - cost / t. Over draws of t seeds
+from the N stored runs we record whether the seed that would have been best after full training
+survives the cut, and the best final score among the kept. A seed's score at f is its latest
+evaluation at or before f; its final score is the best validation score of the whole curve (the
+selected checkpoint). NaN counts as worst. Runs that failed or were stopped early (incomplete
+curves) are left out.
+
+Exact when t <= N (`method` = "exact"): every one of the C(N, t) subsets is equally likely, and
+P(best kept >= v) = 1 - [C(#{final < v}, t) + #{subsets with a seed >= v, none of them in the best p at
+the cut}] / C(N, t), the second count summed over the cut level of the best such seed (`_no_good_in_top`);
+E[best kept] and P(best kept) follow from these level probabilities. Ties at the cut are broken at
+random, exactly (the tie group's order is uniform), so the table does not move with the seed.
+When t > N the seeds are drawn with replacement (Monte Carlo, `n_boot` draws, `method` says so).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import comb
 
 from harness.analysis.describe import config_groups
 
@@ -35,6 +43,7 @@ class EarlyStopResult:
     expected_best_same_budget: float  # E[best of floor(cost) fully trained seeds]
     n_runs: int
     n_boot: int
+    method: str = "exact"  # "exact" (over all subsets) or "monte carlo (with replacement)"
 
 
 def curve_matrix(curves: pd.DataFrame, run_ids: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -70,6 +79,64 @@ def _final_and_early(mat: np.ndarray, frac: np.ndarray, fraction: float) -> tupl
     return final, early
 
 
+def _no_good_in_top(universe: np.ndarray, good: np.ndarray, early: np.ndarray, t: int, p: int) -> float:
+    """Expected number of t-subsets of `universe` (bool mask) holding at least one `good` seed but none among their
+    best p at the cut, ties at the cut in random order. Sums over the best cut level e of a good seed present:
+    j bad seeds ahead of e, g good and m bad tied at e, the rest behind; the tie group puts its first good seed
+    behind the cut with probability C(m, p - j) / C(m + g, p - j)."""
+    bad = universe & ~good
+    levels = np.unique(early[universe & good])
+    if levels.size == 0:
+        return 0.0
+    col = levels[:, None]
+    a = np.sum(bad[None, :] & (early[None, :] > col), axis=1)[:, None]  # bad seeds ahead of the level
+    g_at = np.sum((universe & good)[None, :] & (early[None, :] == col), axis=1)[:, None]
+    b_at = np.sum(bad[None, :] & (early[None, :] == col), axis=1)[:, None]
+    c = np.sum(universe[None, :] & (early[None, :] < col), axis=1)[:, None]  # any seed behind the level
+    j = np.arange(min(int(a.max()), t) + 1)[None, :]
+    need = p - j
+    total = 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for g in range(1, min(int(g_at.max()), t) + 1):
+            for m in range(min(int(b_at.max()), t) + 1):
+                w = np.where(need <= 0, 1.0, comb(m, need) / comb(m + g, need))
+                ways = comb(a, j) * comb(g_at, g) * comb(b_at, m) * comb(c, t - j - g - m)
+                total += float(np.sum(np.nan_to_num(w) * ways))
+    return total
+
+
+def exact_rule(final: np.ndarray, early: np.ndarray, t: int, p: int) -> tuple[float, float, float]:
+    """(P(best kept), E[best final among the kept], E[best final of all t]) over all C(N, t) equally likely subsets
+    of the N seeds (t <= N), ties at the cut broken at random; -inf marks a NaN score (worst). The expectations
+    are over the subsets whose best is finite."""
+    n = final.size
+    total = comb(n, t)
+    everyone = np.ones(n, dtype=bool)
+    p_best = 0.0
+    levels = np.unique(final)
+    surv_kept, surv_all = [], []  # P(best kept >= v), P(best of t >= v) per level v
+    for v in levels:
+        top = final == v
+        below_or_at = final <= v
+        with_top = comb(int(below_or_at.sum()), t) - comb(int((final < v).sum()), t)
+        p_best += (with_top - _no_good_in_top(below_or_at, top, early, t, p)) / total
+        at_least = final >= v
+        none = comb(int((~at_least).sum()), t)
+        surv_all.append(1 - none / total)
+        surv_kept.append(1 - (none + _no_good_in_top(everyone, at_least, early, t, p)) / total)
+    return float(p_best), _level_mean(levels, np.array(surv_kept)), _level_mean(levels, np.array(surv_all))
+
+
+def _level_mean(levels: np.ndarray, survival: np.ndarray) -> float:
+    """E[X | X finite] from P(X >= v) at the sorted distinct values v of X (-inf = not finite)."""
+    finite = np.isfinite(levels)
+    if not finite.any():
+        return float("nan")
+    v, s = levels[finite], survival[finite]
+    mass = s - np.r_[s[1:], 0.0]  # P(X == v)
+    return float(np.sum(v * mass) / s[0]) if s[0] > 0 else float("nan")
+
+
 def _simulate_grid(
     mat: np.ndarray, frac: np.ndarray, rules: list[tuple[int, float, int]], n_boot: int, seed: int
 ) -> list[EarlyStopResult]:
@@ -80,10 +147,20 @@ def _simulate_grid(
     n = mat.shape[0]
     out: dict[tuple[int, float, int], EarlyStopResult] = {}
     scores = {f: _final_and_early(mat, frac, f) for f in dict.fromkeys(f for _, f, _ in rules)}
-    for t in dict.fromkeys(t for t, _, _ in rules):
+    for t, f, p in rules:
+        if t > n:
+            continue
+        final, early = scores[f]
+        cost = t * f + p * (1 - f)
+        budget = max(1, int(np.floor(cost + 1e-9)))
+        p_best, best_kept, best_all = exact_rule(final, early, t, p)
+        same_budget = exact_rule(final, early, budget, budget)[2] if budget <= n else float("nan")
+        out[(t, f, p)] = EarlyStopResult(
+            t, float(f), p, float(cost), float(1 - cost / t), p_best, best_kept, best_all, same_budget, n, 0, "exact"
+        )
+    for t in dict.fromkeys(t for t, _, _ in rules if t > n):
         rng = np.random.default_rng(seed + t)
-        # without replacement when enough seeds are stored, else with replacement
-        idx = np.argsort(rng.random((n_boot, n)), axis=1)[:, :t] if t <= n else rng.integers(0, n, (n_boot, t))
+        idx = rng.integers(0, n, (n_boot, t))  # more seeds started than stored: draws with replacement
         final = next(iter(scores.values()))[0]
         fin = final[idx]
         best_all = fin.max(axis=1)
@@ -97,7 +174,7 @@ def _simulate_grid(
                 out[(t, f, p)] = EarlyStopResult(
                     t, float(f), p, float(cost), float(1 - cost / t), float(np.mean(best_kept >= best_all)),
                     _finite_mean(best_kept), _finite_mean(best_all), _finite_mean(fin[:, :budget].max(axis=1)),
-                    n, n_boot,
+                    n, n_boot, "monte carlo (with replacement)",
                 )  # fmt: skip
     return [out[r] for r in rules]
 
@@ -121,14 +198,14 @@ def early_stopping_table(
     runs: pd.DataFrame,
     *,
     n_start: Iterable[int] = (5, 10, 20, 40),
-    fractions: Iterable[float] = (0.1, 0.2, 0.3, 0.5),
+    fractions: Iterable[float] = (0.1, 0.2, 0.25, 0.3, 0.5),
     keep: Iterable[int] = (1, 2, 5, 10),
     n_boot: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """The grid of rules (keep <= n_start) for every configuration with curves."""
+    """The grid of rules (keep < n_start: keeping every seed stops nothing) for every configuration with curves."""
     rows = []
-    grid = [(t, f, p) for t in n_start for f in fractions for p in keep if p <= t]
+    grid = [(t, f, p) for t in n_start for f in fractions for p in keep if p < t]
     for i, (task, recipe, g) in enumerate(config_groups(runs)):
         mat, frac = _prepare(curves, g)
         if mat.shape[0] == 0 or np.isnan(mat).all():

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import analyze_experiment, compare, is_degenerate
+from harness.analysis.degenerate import fill_finished_nan
 from harness.analysis.describe import COUNTED_STATUSES
 from harness.analysis.verdict import ClaimTest, claim_test, holm_across_claims
 from harness.report import plots
@@ -27,6 +28,7 @@ from harness.report.paper import (
 )
 from harness.report.provenance import (
     model_description,
+    notes_for_scale,
     provenance_table,
     recipe_table,
     sample_note,
@@ -43,6 +45,7 @@ from harness.report.tables import (
     failure_summary,
     md_table,
     status_table,
+    stopped_table,
     summary_table,
 )
 from harness.spec import ExperimentSpec
@@ -220,6 +223,7 @@ def write_report(
     runs = load_runs(exp_dir)
     if runs.empty:
         raise ReportError(f"no stored runs under {exp_dir}; run `harness run <experiment.toml>` first")
+    runs = fill_finished_nan(runs)  # the same meaning of a finished run's NaN metric as in the analysis tables
     curves = load_curves(exp_dir)
     thresholds = dict(spec.degenerate_threshold) if spec else None
     ref = parse_paper(spec.paper) if spec else None
@@ -257,7 +261,7 @@ def write_report(
     if recipes_md:
         md += ["Recipes:", "", recipes_md, ""]
     md += ["## Provenance", "", provenance_table(runs), ""]
-    notes = substitution_notes(runs, spec, ref.model if ref else "", ref.notes if ref else ())
+    notes = substitution_notes(runs, spec, ref.model if ref else "", notes_for_scale(ref.notes if ref else (), spec))
     if notes:
         md += ["## Substitutions and caveats", "", *(f"- {n}" for n in notes), ""]
 
@@ -273,10 +277,21 @@ def write_report(
         "",
         summary_table(summary),
         "",
-        "n counts done, stopped and diverged runs (failed runs are excluded); diverged runs have no score and count "
-        "as degenerate. CIs: BCa bootstrap for mean and std, Wilson for the degenerate rate.",
+        "n counts done and diverged runs (failed runs are excluded; early-stopped runs are shown apart below); "
+        "diverged runs have no score and count as degenerate; a finished run whose metric is undefined (a constant "
+        "predictor) scores 0, as the harness's own metric gives it. CIs: BCa bootstrap for mean and std, Wilson for "
+        "the degenerate rate.",
         "",
     ]
+    stopped = stopped_table(runs)
+    if stopped:
+        md += [
+            "Early-stopped runs (left out of every statistic above, the comparisons, the expected maximum and the "
+            "variance decomposition; their score is their checkpoint at the rung, not a finished run's):",
+            "",
+            stopped,
+            "",
+        ]
     lines = plots.degenerate_lines(rules, summary)
     _fig(
         md,
@@ -299,9 +314,11 @@ def write_report(
             + (f"; {ref.seeds} seeds" if ref.seeds else "")
             + ".",
             "",
-            paper_table(ref, summary),
-            "",
         ]
+        if any(ref.results.values()):
+            md += [paper_table(ref, summary), ""]
+        else:
+            md += ["The paper printed no per-recipe numbers for this experiment; its claims are checked below.", ""]
         if ref.claims:
             verdicts = paper_verdicts(ref, runs, degenerate, tables, n_boot, n_perm)
             md += ["### Verdict per claim", "", verdict_table(verdicts), "", VERDICT_NOTE, ""]
@@ -319,8 +336,12 @@ def write_report(
         "",
         emp_table(tables["expected_max"]),
         "",
-        "Expected best validation score among n seeds drawn with replacement from the stored runs (Dodge et al. "
-        "2019), with a 95% bootstrap band.",
+        'Expected best validation score (of the checkpoint each run reports: `val_best` under select = "best", '
+        '`val_final` under "final") among n seeds drawn with replacement from the stored runs (Dodge et al. 2019), '
+        "with a 95% bootstrap band; diverged runs count at their degenerate value (the majority baseline, 0 for "
+        "correlations), early-stopped runs are left out (the `used` column of `analysis/expected_max.parquet`). "
+        "Expected test: Zhang et al.'s expected test performance, the held-out score of the seed best on validation "
+        "among n, with its 95% bootstrap band (where a held-out score exists).",
         "",
     ]
     _fig(
@@ -364,9 +385,10 @@ def write_report(
     else:
         md += [
             "Dodge et al. 2020: start t seeds, stop all after a fraction f of training, train only the best p "
-            "to the end; cost t·f + p·(1 − f) full runs. Simulated from the stored curves by drawing t seeds. Each "
-            "cell: compute saved · probability that the seed best after full training is kept · expected best "
-            "final validation score among the kept.",
+            "to the end; cost t·f + p·(1 − f) full runs. Exact over every subset of t of the stored runs (ties at "
+            "the cut broken at random, exactly); where t exceeds the stored runs, Monte Carlo draws with "
+            "replacement. Each cell: compute saved · probability that the seed best after full training is kept · "
+            "expected best final validation score among the kept.",
             "",
             early_stopping_table(es),
             "",

@@ -119,7 +119,21 @@ def strip_box(ax, groups: Sequence[Group], baseline: float | None, seed: int = 0
             jitter = rng.uniform(-0.18, 0.18, x.size)
             ax.scatter(i + jitter[~deg], x[~deg], s=16, color=g.color, alpha=0.85, zorder=3, linewidths=0)
             ax.scatter(i + jitter[deg], x[deg], s=28, color=g.color, marker="x", zorder=3, linewidths=1.4)
-    if baseline is not None and np.isfinite(baseline):
+    limits = focus_limits(groups)
+    if limits is not None:  # degenerate seeds far below the rest: zoom on the spread, mark them at the edge
+        lo, hi = limits
+        ax.set_ylim(lo, hi)
+        edge = lo + 0.03 * (hi - lo)
+        for i, g in enumerate(groups):
+            below = int(np.sum(g.scores[~np.isnan(g.scores)] < lo))
+            if below:
+                ax.scatter([i], [edge], marker="v", s=40, color=g.color, zorder=4, clip_on=False)
+                ax.annotate(f"{below} below", (i, edge), xytext=(6, 0), textcoords="offset points", fontsize=7,
+                            va="center")  # fmt: skip
+        if baseline is not None and np.isfinite(baseline) and baseline < lo:
+            ax.text(0.01, 0.99, f"axis cut: degenerate bar {baseline:g} and the seeds at it are below (▼)",
+                    transform=ax.transAxes, fontsize=7, va="top", color="#555555")  # fmt: skip
+    if baseline is not None and np.isfinite(baseline) and (limits is None or limits[0] <= baseline <= limits[1]):
         ax.axhline(baseline, color="#555555", linestyle="--", linewidth=1, zorder=1)
     labels = []
     for g in groups:
@@ -128,6 +142,20 @@ def strip_box(ax, groups: Sequence[Group], baseline: float | None, seed: int = 0
     _tick_labels(ax, labels)
     ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.grid(axis="y", alpha=0.3)
+
+
+def focus_limits(groups: Sequence[Group], gap: float = 1.5) -> tuple[float, float] | None:
+    """y-limits around the non-degenerate seeds when the degenerate ones lie more than `gap` times that spread
+    below them (an STS-B run at 0 beside runs at 86-90 would squash the spread into a sliver); None otherwise."""
+    finite = [(g.scores[~np.isnan(g.scores)], g.degenerate[~np.isnan(g.scores)]) for g in groups]
+    good = np.concatenate([x[~d] for x, d in finite]) if finite else np.array([])
+    bad = np.concatenate([x[d] for x, d in finite]) if finite else np.array([])
+    if good.size == 0 or bad.size == 0:
+        return None
+    spread = max(float(np.ptp(good)), 1.0)
+    if float(good.min() - bad.min()) <= gap * spread:
+        return None
+    return float(good.min() - 0.25 * spread), float(good.max() + 0.1 * spread)
 
 
 def strip_box_legend(fig, has_baseline: bool, baseline_label: str) -> None:
@@ -149,7 +177,7 @@ def seed_distributions(
     score_label: str = "score of the selected checkpoint",
 ) -> Path | None:
     """Per task: strip + box plot of the seeds' scores of every recipe (diverged runs counted under the ticks)."""
-    counted = runs[runs["status"].astype(str).isin(("done", "stopped", "diverged"))]
+    counted = runs[runs["status"].astype(str).isin(("done", "diverged"))]  # early-stopped runs are shown apart
     tasks = list(dict.fromkeys(counted["task"].astype(str)))
     if not tasks:
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -178,10 +179,16 @@ def substitution_notes(
         notes.append(f"Evaluation capped at {'/'.join(map(str, caps))} dev examples (stratified): wider test noise.")
     protocols = {s.get("eval_protocol") for s in sp} - {None}
     if "heldout" in protocols:
-        notes.append(
-            "Scores are on the held-out half of the GLUE dev set (split per label, fixed split seed), "
-            "with checkpoint selection on the other half, as in Zhang et al. 2021."
+        selects = {(s.get("recipe") or {}).get("select", "best") for s in sp if s.get("eval_protocol") == "heldout"}
+        how = {
+            frozenset({"best"}): "with checkpoint selection on the other half, as in Zhang et al. 2021.",
+            frozenset({"final"}): 'reporting the last checkpoint (select = "final"): the other half selects nothing.',
+        }.get(
+            frozenset(selects),
+            'with checkpoint selection on the other half for the recipes with select = "best" and the last '
+            'checkpoint for those with select = "final".',
         )
+        notes.append(f"Scores are on the held-out half of the GLUE dev set (split per label, fixed split seed), {how}")
     if "dev" in protocols:
         notes.append(
             "Scores are on the dev set that also selects the checkpoint (as in Mosbach et al. 2021): "
@@ -189,6 +196,21 @@ def substitution_notes(
         )
     notes.extend(paper_notes)
     return notes
+
+
+SCALE_NOTE = re.compile(r"^\s*([A-Za-z][\w-]*) scale:", re.IGNORECASE)
+
+
+def notes_for_scale(notes: Sequence[str], spec: ExperimentSpec | None) -> list[str]:
+    """The [paper] notes that apply to the scale that ran: a note starting "<name> scale:" is kept only when
+    [scale.<name>] was applied; a line naming the applied scale comes first."""
+    scale = spec.scale if spec is not None else None
+    out = [f"This report is of the [scale.{scale}] settings of the experiment file."] if scale else []
+    for note in notes:
+        named = SCALE_NOTE.match(note)
+        if named is None or (scale is not None and named.group(1).lower() == scale.lower()):
+            out.append(note)
+    return out
 
 
 def score_label(runs: pd.DataFrame) -> str:

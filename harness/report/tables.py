@@ -217,15 +217,46 @@ def failure_summary(runs: pd.DataFrame, limit: int = 10) -> str:
 
 
 def emp_table(emp: pd.DataFrame, at: Sequence[int] = (1, 3, 5, 10, 20)) -> str:
-    """Expected max at a few trial counts per configuration, with the bootstrap band."""
+    """Expected max at a few trial counts per configuration, with the bootstrap band; Zhang et al.'s expected
+    test performance beside it where a held-out score exists."""
     rows = []
+    has_test = "test_emp" in emp and emp["test_emp"].notna().any()
     for (task, recipe), g in emp.groupby(["task", "recipe"], sort=False):
         g = g.set_index("n")
         n_max = int(g.index.max())
         ns = [n for n in at if n <= n_max] + ([n_max] if n_max not in at else [])
         cells = [f"n={n}: {num(g.at[n, 'emp'])} {ci(g.at[n, 'band_lo'], g.at[n, 'band_hi'])}".strip() for n in ns]
-        rows.append([task, recipe, int(g["n_scores"].iloc[0]), str(g["column"].iloc[0]), "; ".join(cells)])
-    return md_table(["task", "recipe", "runs", "score column", "expected max of n trials [95% band]"], rows, "llrll")
+        row = [task, recipe, int(g["n_scores"].iloc[0]), str(g["column"].iloc[0]), "; ".join(cells)]
+        if has_test:
+            row.append(
+                "; ".join(
+                    f"n={n}: {num(g.at[n, 'test_emp'])} {ci(g.at[n, 'test_band_lo'], g.at[n, 'test_band_hi'])}".strip()
+                    for n in ns
+                    if not is_missing(g.at[n, "test_emp"])
+                )
+                or DASH
+            )
+        rows.append(row)
+    headers = ["task", "recipe", "runs", "score column", "expected max of n trials [95% band]"]
+    if has_test:
+        headers.append("expected test of the best-on-validation seed [95% band]")
+    return md_table(headers, rows, "llrll" + ("l" if has_test else ""))
+
+
+def stopped_table(runs: pd.DataFrame) -> str:
+    """Early-stopped runs per configuration: how many, where they stopped and their score there; "" if none."""
+    stopped = runs[runs["status"].astype(str) == "stopped"]
+    if stopped.empty:
+        return ""
+    rows = []
+    for (task, recipe), g in stopped.groupby([stopped["task"].astype(str), stopped["recipe"].astype(str)], sort=False):
+        score = pd.to_numeric(g["score"], errors="coerce")
+        done, total = (pd.to_numeric(g.get(c), errors="coerce") for c in ("steps_done", "total_steps"))
+        steps = done / total
+        at = pct(float(steps.median())) if steps.notna().any() else DASH
+        rows.append([task, recipe, len(g), at, num(score.mean()), f"{num(score.min())} – {num(score.max())}"])
+    return md_table(["task", "recipe", "stopped", "at (median share of steps)", "mean score there", "range"], rows,
+                    "llrrrr")  # fmt: skip
 
 
 def decomposition_table(dec: pd.DataFrame) -> str:

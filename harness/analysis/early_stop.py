@@ -203,14 +203,19 @@ def early_stopping_table(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """The grid of rules (keep < n_start: keeping every seed stops nothing) for every configuration with curves."""
+    """The grid of rules (keep < n_start: keeping every seed stops nothing) for every configuration with curves;
+    a configuration with fewer stored runs than every n_start also gets the exact rules at n_start = its runs."""
     rows = []
     grid = [(t, f, p) for t in n_start for f in fractions for p in keep if p < t]
     for i, (task, recipe, g) in enumerate(config_groups(runs)):
         mat, frac = _prepare(curves, g)
         if mat.shape[0] == 0 or np.isnan(mat).all():
             continue
-        for res in _simulate_grid(mat, frac, grid, n_boot, seed + 100_003 * i):
+        n = mat.shape[0]
+        rules = grid
+        if n >= 2 and all(t > n for t, _, _ in grid):  # too few runs stored for the grid: the exact rules at t = n
+            rules = [*grid, *((n, f, p) for f in dict.fromkeys(f for _, f, _ in grid) for p in range(1, n))]
+        for res in _simulate_grid(mat, frac, rules, n_boot, seed + 100_003 * i):
             rows.append({"task": task, "recipe": recipe, "config_key": f"{task}/{recipe}", **asdict(res)})
     columns = ["task", "recipe", "config_key", *EarlyStopResult.__dataclass_fields__]
     return pd.DataFrame(rows, columns=columns)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
 OUTCOME_COLORS = {"non-degenerate": "#0072B2", "degenerate": "#D55E00", "diverged": "#000000", "stopped": "#999999"}
@@ -131,7 +132,7 @@ def strip_box(ax, groups: Sequence[Group], baseline: float | None, seed: int = 0
                 ax.annotate(f"{below} below", (i, edge), xytext=(6, 0), textcoords="offset points", fontsize=7,
                             va="center")  # fmt: skip
         if baseline is not None and np.isfinite(baseline) and baseline < lo:
-            ax.text(0.01, 0.99, f"axis cut: degenerate bar {baseline:g} and the seeds at it are below (▼)",
+            ax.text(0.01, 0.99, f"axis cut: the degenerate bar ({baseline:g}) and the seeds below it are off the axis",
                     transform=ax.transAxes, fontsize=7, va="top", color="#555555")  # fmt: skip
     if baseline is not None and np.isfinite(baseline) and (limits is None or limits[0] <= baseline <= limits[1]):
         ax.axhline(baseline, color="#555555", linestyle="--", linewidth=1, zorder=1)
@@ -286,6 +287,7 @@ def expected_max(
         ax.set_xlabel("number of trials n (seeds)")
         ax.set_ylabel(f"expected max {split} {metric_label(metrics.get(task, ''))}")
         ax.set_xlim(1, max(2, int(sub["n"].max())))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     handles = [
         Line2D([], [], color=colors.get(n, "#444444"), label=n) for n in dict.fromkeys(emp[label_col].astype(str))

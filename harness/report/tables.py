@@ -300,14 +300,18 @@ def decomposition_table(dec: pd.DataFrame) -> str:
 def early_stopping_table(es: pd.DataFrame) -> str:
     """One row per configuration and stopping fraction f, one column per number kept p, at the largest start count
     t not above the stored runs (else the smallest): compute saved · P(best seed kept) · E[best kept]."""
-    keeps = sorted(int(k) for k in es["keep"].unique())
-    rows = []
-    for key, g in es.groupby("config_key", sort=False):
+    shown = []
+    for _, g in es.groupby("config_key", sort=False):
         n_runs = int(g["n_runs"].iloc[0])
         starts = sorted(int(t) for t in g["n_start"].unique())
         fitting = [t for t in starts if t <= n_runs]
         t = max(fitting) if fitting else min(starts)
-        sub = g[g["n_start"] == t]
+        shown.append(g[g["n_start"] == t])
+    keeps = sorted({int(k) for sub in shown for k in sub["keep"].unique()})
+    rows = []
+    for sub in shown:
+        key, n_runs, t = sub["config_key"].iloc[0], int(sub["n_runs"].iloc[0]), int(sub["n_start"].iloc[0])
+        how = "exact" if "method" not in sub or (sub["method"] == "exact").all() else "Monte Carlo"
         for f, gf in sub.groupby("fraction", sort=True):
             by_keep = {int(r["keep"]): r for r in gf.to_dict("records")}
             cells = [
@@ -316,7 +320,7 @@ def early_stopping_table(es: pd.DataFrame) -> str:
                 else DASH
                 for k in keeps
             ]
-            rows.append([key, f"{t} of {n_runs}", num(f, 2), *cells, num(gf["expected_best_all"].iloc[0])])
+            rows.append([key, f"{t} of {n_runs} ({how})", num(f, 2), *cells, num(gf["expected_best_all"].iloc[0])])
     headers = [
         "configuration",
         "t started (runs stored)",

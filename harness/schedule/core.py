@@ -110,7 +110,7 @@ def make_backend(
         return RayBackend(
             train_fn,
             ctx_fields,
-            address=ray_address or policy.ray_address,
+            address=ray_address,  # the command line or $RAY_ADDRESS only, never the experiment file
             runs_per_gpu=policy.runs_per_gpu,
             threads_per_run=policy.threads_per_run,
             max_workers=max_workers,

@@ -13,12 +13,15 @@ import platform
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from harness.config import parse_experiment
 from harness.schedule.status import experiment_status
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 def main() -> None:
@@ -28,7 +31,7 @@ def main() -> None:
     data = {"name": "plan", "task": "rte", "model": "m", "seeds": args.seeds, "recipes": {"a": {}}}
     rows = []
 
-    def timed(name: str, fn):
+    def timed(name: str, fn: Callable[[], T]) -> T:
         wall, cpu = time.perf_counter(), time.process_time()
         value = fn()
         rows.append((name, time.perf_counter() - wall, time.process_time() - cpu))

@@ -63,7 +63,7 @@ _TOP_KEYS = {
 _SEED_KEYS = {"init", "order", "sample"}
 
 # Sanity bounds, checked at load time so a typo fails in the loader instead of running away in every run
-# (documented in docs/recipes.md, "Limits").
+# (documented in README.md, "The experiment file": Limits).
 MAX_RUNS = 100_000  # runs one experiment file may expand to (tasks x recipes x seeds)
 MAX_SEED = 2**32 - 1  # seeds are in [0, 2**32 - 1] (numpy's range)
 MAX_EPOCHS = 1_000.0  # epochs, intermediate_epochs

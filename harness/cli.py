@@ -46,13 +46,12 @@ def experiment_folder(results_root: Path, name: object, where: str = "experiment
         or any(sep in name for sep in ("/", "\\", "\0"))
         or Path(name).is_absolute()
     )
-    folder = results_root / name if not bad else results_root
-    if bad or folder.resolve().parent != results_root.resolve():
+    if bad:  # a plain name cannot leave the root (an experiment folder that is a symlink stays allowed)
         raise CliError(
             f"{where} {name!r} is not a plain folder name under the results root {results_root}; "
             "use letters, digits, '-', '_' (no '/', '..' or absolute paths)"
         )
-    return folder
+    return results_root / name
 
 
 def _remember_spec(experiment: ExperimentSpec, exp_dir: Path, scale: str | None) -> None:

@@ -7,6 +7,7 @@ experiment's name and then read only the store under results/<name>/.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shutil
@@ -35,8 +36,29 @@ def _load(path: str, scale: str | None) -> ExperimentSpec:
     return load_experiment(path, scale=scale)
 
 
+def experiment_folder(results_root: Path, name: object, where: str = "experiment name") -> Path:
+    """results_root/<name>, for every command: a name that is not one plain folder inside the root is refused."""
+    bad = (
+        not isinstance(name, str)
+        or not name.strip()
+        or name in (".", "..")
+        or name.startswith(".")
+        or any(sep in name for sep in ("/", "\\", "\0"))
+        or Path(name).is_absolute()
+    )
+    if bad:  # a plain name cannot leave the root (an experiment folder that is a symlink stays allowed)
+        raise CliError(
+            f"{where} {name!r} is not a plain folder name under the results root {results_root}; "
+            "use letters, digits, '-', '_' (no '/', '..' or absolute paths)"
+        )
+    return results_root / name
+
+
 def _remember_spec(experiment: ExperimentSpec, exp_dir: Path, scale: str | None) -> None:
-    """Keep the experiment file beside its results, so analysis and reports need only the folder."""
+    """Keep the experiment file beside its results, so analysis and reports need only the folder.
+
+    Called only by the driver that holds the experiment's lock, so a refused driver cannot replace the
+    spec copy that the stored runs were made from."""
     exp_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(experiment.source, exp_dir / SPEC_COPY)
     meta = {"source": experiment.source, "scale": scale, "runs": len(experiment.runs)}
@@ -51,12 +73,12 @@ def resolve_experiment_dir(ref: str, results_root: Path) -> tuple[Path, Experime
             raise CliError(f"experiment file {ref} does not exist")
         try:
             name = tomllib.loads(spec_path.read_text())["name"]
-        except (tomllib.TOMLDecodeError, KeyError) as exc:
+        except (tomllib.TOMLDecodeError, KeyError, UnicodeDecodeError) as exc:
             raise CliError(f"{ref}: cannot read the experiment name ({exc})") from None
-        exp_dir = results_root / name
+        exp_dir = experiment_folder(results_root, name, f"{ref}: 'name'")
     else:
-        exp_dir = results_root / ref
-    if not (exp_dir / "runs").is_dir():
+        exp_dir = experiment_folder(results_root, ref)
+    if not (exp_dir / "runs").is_dir() or not any((exp_dir / "runs").glob("*.parquet")):
         raise CliError(f"no stored runs under {exp_dir}; run `harness run <experiment.toml>` first")
     stored = exp_dir / SPEC_COPY
     spec = None
@@ -70,25 +92,29 @@ def preflight(experiment: ExperimentSpec, data_dir: str | None) -> None:
     """Fail before any run starts when a model or a data file is missing, instead of N failed runs."""
     from harness.data import load_split
     from harness.models import resolve_model
+    from harness.preflight import check_experiment, model_config
 
-    for model in dict.fromkeys(r.model for r in experiment.runs):
-        resolve_model(model)
+    configs = {
+        model: model_config(model, resolve_model(model)) for model in dict.fromkeys(r.model for r in experiment.runs)
+    }
     tasks = {r.task: r.task_def for r in experiment.runs}
     tasks |= {
         r.recipe.intermediate_task: r.recipe.intermediate_task for r in experiment.runs if r.recipe.intermediate_task
     }
-    for task in tasks.values():
-        for split in ("train", "dev"):
-            load_split(task, split, data_dir)
+    train_sizes = {}
+    for name, task in tasks.items():
+        train_sizes[name] = len(load_split(task, "train", data_dir))
+        load_split(task, "dev", data_dir)
+    check_experiment(experiment, configs, train_sizes)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.schedule import run_experiment
 
     experiment = _load(args.experiment, args.scale)
-    preflight(experiment, args.data_dir or experiment.data_dir)
     root = _results_root(args)
-    _remember_spec(experiment, root / experiment.name, args.scale)
+    exp_dir = experiment_folder(root, experiment.name, f"{args.experiment}: 'name'")
+    preflight(experiment, args.data_dir or experiment.data_dir)
     summary = run_experiment(
         experiment,
         root,
@@ -96,9 +122,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir or experiment.data_dir,
         max_workers=args.workers,
         progress=not args.quiet,
-        ray_address=args.ray_address,
+        ray_address=args.ray_address or os.environ.get("RAY_ADDRESS") or None,
+        on_locked=lambda: _remember_spec(experiment, exp_dir, args.scale),
     )
     print(summary)
+    if summary.failed:
+        print(
+            f"error: {summary.failed} run(s) failed; `harness status {args.experiment}` counts them and the "
+            "store's `error` column says why. Fix the cause and run the same command again to retry them.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -106,7 +140,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from harness.schedule import experiment_status, format_status
 
     experiment = _load(args.experiment, args.scale)
-    print(format_status(experiment_status(experiment, _results_root(args))))
+    root = _results_root(args)
+    experiment_folder(root, experiment.name, f"{args.experiment}: 'name'")
+    print(format_status(experiment_status(experiment, root)))
     return 0
 
 
@@ -116,24 +152,28 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     exp_dir, spec = resolve_experiment_dir(args.experiment, _results_root(args))
     thresholds = dict(spec.degenerate_threshold) if spec else None
     baseline = args.baseline or (spec.recipes[0] if spec else None)
-    tables = analyze_experiment(exp_dir, thresholds=thresholds, baseline=baseline)
+    out = Path(args.out) if args.out else exp_dir / "analysis"
+    tables = analyze_experiment(exp_dir, thresholds=thresholds, baseline=baseline, out_dir=out)
     print(format_summary(tables["summary"]))
-    print(f"\nanalysis tables written to {exp_dir / 'analysis'}")
+    print(f"\nanalysis tables written to {out}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import compare_report, write_report
+    from harness.report import ReportError, compare_report, write_report
 
     root = _results_root(args)
-    if args.compare:
-        a, b = (resolve_experiment_dir(ref, root) for ref in args.compare)
-        out = compare_report(a[0], b[0], spec_a=a[1], spec_b=b[1], out_dir=args.out)
-    else:
-        if not args.experiment:
-            raise CliError("give an experiment (TOML path or name), or --compare A B")
-        exp_dir, spec = resolve_experiment_dir(args.experiment, root)
-        out = write_report(exp_dir, spec=spec, baseline=args.baseline)
+    try:
+        if args.compare:
+            a, b = (resolve_experiment_dir(ref, root) for ref in args.compare)
+            out = compare_report(a[0], b[0], spec_a=a[1], spec_b=b[1], out_dir=args.out)
+        else:
+            if not args.experiment:
+                raise CliError("give an experiment (TOML path or name), or --compare A B")
+            exp_dir, spec = resolve_experiment_dir(args.experiment, root)
+            out = write_report(exp_dir, spec=spec, baseline=args.baseline, out_dir=args.out)
+    except ReportError as exc:
+        raise CliError(str(exc)) from None
     print(f"report written to {out}")
     return 0
 
@@ -144,13 +184,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if not files:
         known = sorted(p.name for p in EXPERIMENTS_DIR.iterdir() if p.is_dir()) if EXPERIMENTS_DIR.is_dir() else []
         raise CliError(f"no experiment files under {folder}; papers: {', '.join(known)}")
+    failed = 0
     for path in files:
         print(f"== {path} (scale {args.scale})", flush=True)
         run_args = argparse.Namespace(**{**vars(args), "experiment": str(path)})
-        cmd_run(run_args)
+        failed = cmd_run(run_args) or failed
         report_args = argparse.Namespace(**{**vars(args), "experiment": str(path), "compare": None, "out": None})
         cmd_report(report_args)
-    return 0
+    return failed
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -188,13 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = sub.add_parser("analyze", help="statistics from the store -> results/<name>/analysis/")
     analyze.add_argument("experiment", help="experiment TOML file or name")
     analyze.add_argument("--baseline", help="recipe every other recipe is compared with (default: the first)")
+    analyze.add_argument("--out", help="tables folder (default: results/<name>/analysis; e.g. for a read-only store)")
     analyze.set_defaults(func=cmd_analyze)
 
     report = sub.add_parser("report", help="Markdown + HTML report with plots -> results/<name>/report/")
     report.add_argument("experiment", nargs="?", help="experiment TOML file or name")
     report.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two experiments")
     report.add_argument("--baseline", help="recipe every other recipe is compared with (default: the first)")
-    report.add_argument("--out", help="output folder for --compare")
+    report.add_argument("--out", help="output folder (default: results/<name>/report; e.g. for a read-only store)")
     report.set_defaults(func=cmd_report)
 
     reproduce = sub.add_parser("reproduce", help="run and report every experiment of a paper")
@@ -231,9 +273,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except known as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRORS:
+            raise
+        print(f"error: {os_error_message(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: finished runs are stored; run the same command again to resume", file=sys.stderr)
         return 130
+
+
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for a store that cannot be written: what, where, and what still holds."""
+    where = exc.filename or "the results folder"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"disk full writing {where}; every run stored before this is intact (parts are written atomically). "
+            "Free space and run the same command again to resume."
+        )
+    return (
+        f"cannot write {where} ({exc.strerror or exc}); the results folder is read-only? `status` still works, "
+        "and `analyze`/`report` take --out DIR to write elsewhere."
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ not an hour into training. The types themselves live in harness/spec.py.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import fields
@@ -60,6 +62,15 @@ _TOP_KEYS = {
 }  # fmt: skip
 _SEED_KEYS = {"init", "order", "sample"}
 
+# Sanity bounds, checked at load time so a typo fails in the loader instead of running away in every run
+# (documented in README.md, "The experiment file": Limits).
+MAX_RUNS = 100_000  # runs one experiment file may expand to (tasks x recipes x seeds)
+MAX_SEED = 2**32 - 1  # seeds are in [0, 2**32 - 1] (numpy's range)
+MAX_EPOCHS = 1_000.0  # epochs, intermediate_epochs
+MAX_STEPS = 10_000_000  # max_steps, tapt_steps, head_warmup_steps
+MAX_NUM_EVALS = 10_000
+MAX_LR = 1.0  # lr, tapt_lr, head_warmup_lr: Adam above 1 only diverges
+
 
 def _expected_type(tp: Any) -> tuple[type, ...]:
     origin = get_origin(tp)
@@ -75,7 +86,11 @@ def _coerce(where: str, fieldname: str, value: Any, tp: Any) -> Any:
     if value is None and optional:
         return None
     if float in allowed and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: field '{fieldname}' = {value!r}; must be a finite number")
+    if float in allowed and isinstance(value, float):
+        return value
     if isinstance(value, bool) and bool not in allowed:
         raise ConfigError(f"{where}: field '{fieldname}' = {value!r} must be {_type_names(allowed)}")
     if not isinstance(value, allowed):
@@ -107,9 +122,14 @@ def check_mixout_dropout(recipe: Recipe, keep_dropout: object, own: bool, where:
         )
 
 
+@functools.cache
+def _hints(cls: type) -> tuple[dict[str, Any], frozenset[str]]:
+    """A class's field types and names, resolved once (resolving per run made 100k runs take minutes)."""
+    return get_type_hints(cls), frozenset(f.name for f in fields(cls))
+
+
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
-    hints = get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
+    hints, names = _hints(cls)
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(names)}")
@@ -132,14 +152,15 @@ def _seed_grid(raw: Any, sample_seed: int, where: str) -> list[tuple[int, int, i
     if isinstance(raw, bool):
         raise ConfigError(f"{where}: 'seeds' = {raw!r}; give a count, a list of ints or {{init=[..], order=[..]}}")
     if isinstance(raw, int):
-        if raw < 1:
-            raise ConfigError(f"{where}: 'seeds' = {raw}; must be >= 1")
+        if not 1 <= raw <= MAX_RUNS:
+            raise ConfigError(f"{where}: 'seeds' = {raw}; must be >= 1 and <= {MAX_RUNS}")
         return [(s, s, sample_seed) for s in range(1, raw + 1)]
     if isinstance(raw, list):
         if not raw or not all(isinstance(s, int) and not isinstance(s, bool) for s in raw):
-            raise ConfigError(f"{where}: 'seeds' = {raw!r}; must be a non-empty list of ints")
+            raise ConfigError(f"{where}: 'seeds' = {_short(raw)}; must be a non-empty list of ints")
         if len(set(raw)) != len(raw):
-            raise ConfigError(f"{where}: 'seeds' = {raw!r} repeats a seed; each seed must be distinct")
+            raise ConfigError(f"{where}: 'seeds' = {_short(raw)} repeats a seed; each seed must be distinct")
+        _check_seeds(raw, "seeds", where)
         return [(s, s, sample_seed) for s in raw]
     if isinstance(raw, Mapping):
         unknown = set(raw) - _SEED_KEYS
@@ -151,18 +172,56 @@ def _seed_grid(raw: Any, sample_seed: int, where: str) -> list[tuple[int, int, i
         for key in ("init", "order", "sample"):
             value = raw.get(key, [sample_seed])
             if isinstance(value, int) and not isinstance(value, bool):
+                if key != "sample" and not 1 <= value <= MAX_RUNS:
+                    raise ConfigError(f"{where}: 'seeds.{key}' = {value}; must be >= 1 and <= {MAX_RUNS}")
                 value = list(range(1, value + 1)) if key != "sample" else [value]
-            if not isinstance(value, list) or not value or not all(isinstance(v, int) for v in value):
-                raise ConfigError(f"{where}: 'seeds.{key}' = {value!r}; must be a count or a list of ints")
+            if (
+                not isinstance(value, list)
+                or not value
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            ):
+                raise ConfigError(f"{where}: 'seeds.{key}' = {_short(value)}; must be a count or a list of ints")
+            _check_seeds(value, f"seeds.{key}", where)
             axes.append(value)
+        if math.prod(len(a) for a in axes) > MAX_RUNS:
+            sizes = " x ".join(str(len(a)) for a in axes)
+            raise ConfigError(f"{where}: 'seeds' grid has {sizes} seeds; at most {MAX_RUNS} runs per experiment")
         return list(itertools.product(*axes))
     raise ConfigError(f"{where}: 'seeds' = {raw!r}; give a count, a list of ints or {{init=[..], order=[..]}}")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_seeds(seeds: list[int], key: str, where: str) -> None:
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise ConfigError(f"{where}: '{key}' has {bad[0]}; seeds must be in [0, {MAX_SEED}]")
+
+
+def _check_bounds(recipe: Recipe, where: str) -> None:
+    """The documented caps (MAX_*) on the fields that size a run or can only diverge beyond them."""
+
+    def cap(name: str, value: float | None, limit: float) -> None:
+        if value is not None and value > limit:
+            raise ConfigError(f"{where}: recipe '{recipe.name}' field '{name}' = {value!r}; must be <= {limit:g}")
+
+    for name in ("epochs", "intermediate_epochs"):
+        cap(name, getattr(recipe, name), MAX_EPOCHS)
+    for name in ("max_steps", "tapt_steps", "head_warmup_steps"):
+        cap(name, getattr(recipe, name), MAX_STEPS)
+    for name in ("lr", "tapt_lr", "head_warmup_lr"):
+        cap(name, getattr(recipe, name), MAX_LR)
 
 
 def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scale: str | None = None) -> ExperimentSpec:
     """Validate a parsed TOML table and expand it into RunSpecs."""
     where = source
     scales = data.get("scale", {})
+    if not isinstance(scales, Mapping) or not all(isinstance(v, Mapping) for v in scales.values()):
+        raise ConfigError(f"{where}: 'scale' must be a table of tables, e.g. [scale.cpu]")
     if scale is not None:
         if scale not in scales:
             raise ConfigError(f"{where}: no [scale.{scale}] section; available scales: {sorted(scales) or 'none'}")
@@ -199,7 +258,8 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
         defaults = {"select": data["select"], **defaults}
     only = data.get("only_recipes")
     if only is not None:  # a scale may run a subset of the recipes (e.g. fewer re-init depths on CPU)
-        missing = [r for r in only if r not in recipes_raw] if isinstance(only, list) else only
+        valid = isinstance(only, list) and all(isinstance(r, str) for r in only)
+        missing = [r for r in only if r not in recipes_raw] if valid else only
         if not isinstance(only, list) or not only or missing:
             raise ConfigError(
                 f"{where}: 'only_recipes' = {only!r}; must list recipes of [recipes.*]: {list(recipes_raw)}"
@@ -214,10 +274,19 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
         recipe = _build(Recipe, merged, f"{where} [recipes.{rname}]")
         recipe.validate(where)
         check_mixout_dropout(recipe, keep_dropout, "dropout" in overrides, where)
+        _check_bounds(recipe, where)
         recipes.append(recipe)
 
     sample_seed = data.get("sample_seed", 0)
+    if isinstance(sample_seed, bool) or not isinstance(sample_seed, int):
+        raise ConfigError(f"{where}: 'sample_seed' = {_short(sample_seed)}; must be an int")
+    _check_seeds([sample_seed], "sample_seed", where)
     seeds = _seed_grid(data["seeds"], sample_seed, where)
+    if len(tasks) * len(recipes) * len(seeds) > MAX_RUNS:
+        raise ConfigError(
+            f"{where}: {len(tasks)} task(s) x {len(recipes)} recipe(s) x {len(seeds)} seed(s) is more than "
+            f"{MAX_RUNS} runs; split the experiment into several files"
+        )
     runs = []
     for task, recipe, (init, order, sample) in itertools.product(tasks, recipes, seeds):
         spec = _build(
@@ -229,9 +298,19 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
         validate_run(spec, where)
         runs.append(spec)
 
-    schedule_raw = dict(data.get("schedule", {}))
+    schedule_raw = data.get("schedule", {})
+    if not isinstance(schedule_raw, Mapping):
+        raise ConfigError(f"{where}: 'schedule' must be a table, e.g. [schedule]")
+    schedule_raw = dict(schedule_raw)
+    if "ray_address" in schedule_raw:  # the driver unpickles what that cluster returns: never from a shared file
+        raise ConfigError(
+            f"{where}: 'schedule.ray_address' is not read from experiment files; give the cluster on the command "
+            "line (`harness run --ray-address ADDRESS`) or in the environment ($RAY_ADDRESS)"
+        )
     early = data.get("early_stop", schedule_raw.pop("early_stop", None))
     early_policy = None
+    if early is not None and not isinstance(early, Mapping):
+        raise ConfigError(f"{where}: 'early_stop' must be a table, e.g. [early_stop] at = 0.25, keep = 0.5")
     if early is not None:
         early_policy = _build(EarlyStopPolicy, early, f"{where} [early_stop]")
         if not 0 < early_policy.at < 1:
@@ -249,7 +328,9 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
     schedule = dataclasses.replace(schedule, early_stop=early_policy)
 
     thresholds = data.get("degenerate_threshold", {})
-    if not isinstance(thresholds, Mapping) or not all(isinstance(v, int | float) for v in thresholds.values()):
+    if not isinstance(thresholds, Mapping) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in thresholds.values()
+    ):
         raise ConfigError(f"{where}: 'degenerate_threshold' must map task names to numbers, e.g. {{stsb = 10.0}}")
     return ExperimentSpec(
         name=name,
@@ -278,7 +359,9 @@ def _custom_tasks(raw: Any, where: str) -> dict[str, TaskDef]:
             raise ConfigError(f"{at}: must be a table (folder, text_columns, label_column, labels, metric)")
         if name in TASKS:
             raise ConfigError(f"{at}: {name!r} is a built-in task; give your task another name")
-        values = {"fmt": "csv", "train_file": "train.csv", "dev_file": "dev.csv", **fields_, "name": name}
+        # `labels` omitted means a regression task (the README's recipe); the metric check below enforces it
+        values = {"fmt": "csv", "train_file": "train.csv", "dev_file": "dev.csv", "labels": [], **fields_}
+        values["name"] = name
         for key in ("text_columns", "labels", "verbalizers"):
             if key in values and not isinstance(values[key], list):
                 raise ConfigError(f"{at}: '{key}' = {values[key]!r} must be a list")
@@ -330,13 +413,27 @@ def validate_run(spec: RunSpec, where: str) -> None:
             raise ConfigError(f"{where}: '{key}' = {value}; must be >= 1 or omitted")
     if spec.max_seq_length < 8:
         raise ConfigError(f"{where}: 'max_seq_length' = {spec.max_seq_length}; must be >= 8")
-    if spec.num_evals < 1:
-        raise ConfigError(f"{where}: 'num_evals' = {spec.num_evals}; must be >= 1")
+    if not 1 <= spec.num_evals <= MAX_NUM_EVALS:
+        raise ConfigError(f"{where}: 'num_evals' = {spec.num_evals}; must be in [1, {MAX_NUM_EVALS}]")
+    if not 0 <= spec.split_seed <= MAX_SEED:
+        raise ConfigError(f"{where}: 'split_seed' = {spec.split_seed}; must be in [0, {MAX_SEED}]")
+    if spec.eval_size is not None and spec.eval_size < min_eval_size(spec):
+        raise ConfigError(
+            f"{where}: 'eval_size' = {spec.eval_size} is too small for task {spec.task!r} "
+            f"({spec.task_def.metric}, {spec.eval_protocol} protocol); use at least {min_eval_size(spec)}"
+        )
     if spec.model_layers is not None and spec.recipe.reinit_layers > spec.model_layers:
         raise ConfigError(
             f"{where}: recipe '{spec.recipe.name}' has reinit_layers = {spec.recipe.reinit_layers} "
             f"but the model keeps only model_layers = {spec.model_layers}; use at most {spec.model_layers}"
         )
+
+
+def min_eval_size(spec: RunSpec) -> int:
+    """Two examples per class (two for a correlation) in every evaluation split: the held-out protocol
+    halves the dev set, so it needs twice as many."""
+    per_split = 2 * spec.task_def.num_labels
+    return per_split * (2 if spec.eval_protocol == "heldout" else 1)
 
 
 def load_experiment(path: str | Path, scale: str | None = None) -> ExperimentSpec:

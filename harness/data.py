@@ -7,13 +7,14 @@ training loop and by tests that check protocols without a model.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 import random
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,12 +85,26 @@ def _label_of(task: TaskDef, raw: str, where: str) -> int | float:
         raise DataError(f"{where}: label {raw!r} is not one of {list(task.labels)}") from None
 
 
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 (a BOM allowed); a byte that is not UTF-8 is an error naming its line."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: line {line}: byte {raw[exc.start : exc.start + 1]!r} is not UTF-8 ({exc.reason}); "
+            "re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+        ) from None
+
+
 def _read_tsv(task: TaskDef, path: Path, delimiter: str) -> list[Example]:
     csv.field_size_limit(sys.maxsize)
     examples = []
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with io.StringIO(_read_text(path), newline="") as handle:
         quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+        # strict: a stray or unterminated quote is an error, not two rows silently merged into one
+        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting, strict=True)
         header: list[str] | None = next(reader, None) if task.has_header else None
         if task.has_header and header is None:
             raise DataError(f"{path}: empty file")
@@ -104,11 +119,10 @@ def _read_tsv(task: TaskDef, path: Path, delimiter: str) -> list[Example]:
         text_idx = [index(c) for c in task.text_columns]
         label_idx = index(task.label_column)
         width = max([*text_idx, label_idx]) + 1
-        first_line = 2 if task.has_header else 1
-        for lineno, row in enumerate(reader, start=first_line):
+        for row in _rows(reader, path):
             if not row:
                 continue
-            where = f"{path}: line {lineno}"
+            where = f"{path}: line {reader.line_num}"
             if len(row) < width:
                 raise DataError(f"{where}: {len(row)} columns, expected at least {width}")
             texts = [row[i] for i in text_idx]
@@ -118,26 +132,44 @@ def _read_tsv(task: TaskDef, path: Path, delimiter: str) -> list[Example]:
     return examples
 
 
+def _rows(reader: Iterator[list[str]], path: Path) -> Iterator[list[str]]:
+    """The reader's rows; a quoting error names the line where the reader stopped."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            line = getattr(reader, "line_num", "?")
+            raise DataError(
+                f'{path}: line {line}: malformed CSV ({exc}); close the quote or escape it by doubling ("")'
+            ) from None
+        yield row
+
+
 def _read_jsonl(task: TaskDef, path: Path) -> list[Example]:
     examples = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}: line {lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
-            missing = [c for c in (*task.text_columns, task.label_column) if c not in obj]
-            if missing:
-                raise DataError(f"{where}: missing key(s) {missing}")
-            texts = [str(obj[c]) for c in task.text_columns]
-            examples.append(
-                Example(
-                    texts[0], texts[1] if len(texts) > 1 else None, _label_of(task, str(obj[task.label_column]), where)
-                )
+    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}: line {lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise DataError(
+                f"{where}: expected a JSON object with keys {list(task.text_columns)}, got {line.strip()[:60]}"
             )
+        missing = [c for c in (*task.text_columns, task.label_column) if c not in obj]
+        if missing:
+            raise DataError(f"{where}: missing key(s) {missing}")
+        empty = [c for c in (*task.text_columns, task.label_column) if obj[c] is None]
+        if empty:
+            raise DataError(f"{where}: key(s) {empty} are null; give text (a string) and a label")
+        texts = [str(obj[c]) for c in task.text_columns]
+        label = _label_of(task, str(obj[task.label_column]), where)
+        examples.append(Example(texts[0], texts[1] if len(texts) > 1 else None, label))
     return examples
 
 
@@ -188,8 +220,27 @@ def load_split(task_name: str | TaskDef, split: str, data_dir: str | os.PathLike
         raise DataError(f"split {split!r}: use 'train' or 'dev'")
     root = resolve_data_dir(data_dir)
     if root is None:
-        return _load_from_hub(task, split)
-    return _read_file(task, root / task.folder / (task.train_file if split == "train" else task.dev_file))
+        examples = _load_from_hub(task, split)
+        where = f"{task.hub[0] if task.hub else task.name} ({split})"
+    else:
+        path = root / task.folder / (task.train_file if split == "train" else task.dev_file)
+        examples, where = _read_file(task, path), str(path)
+    if split == "train":
+        check_label_variety(task, examples, where)
+    return examples
+
+
+def check_label_variety(task: TaskDef, examples: Sequence[Example], where: str) -> None:
+    """A classifier trained on one class learns a constant: refuse it instead of training silently."""
+    if task.is_regression:
+        return
+    found = {e.label for e in examples}
+    if len(found) < 2:
+        names = [task.labels[int(i)] for i in sorted(found)]
+        raise DataError(
+            f"{where}: every training example has label {names}; task {task.name!r} needs at least two of "
+            f"{list(task.labels)} (check the label column {task.label_column!r} and the file)"
+        )
 
 
 # ---------------------------------------------------------------------------

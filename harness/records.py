@@ -72,6 +72,18 @@ def base_row(spec: RunSpec) -> dict[str, Any]:
     }
 
 
+ERROR_HEAD = 1000
+ERROR_TAIL = 3000
+
+
+def clip_error(error: str) -> str:
+    """The first lines (the exception's type and message) and the end of the traceback, at most ~4,000 chars."""
+    if len(error) <= ERROR_HEAD + ERROR_TAIL:
+        return error
+    cut = len(error) - ERROR_HEAD - ERROR_TAIL
+    return f"{error[:ERROR_HEAD]}\n[... {cut} characters cut ...]\n{error[-ERROR_TAIL:]}"
+
+
 def failed_row(spec: RunSpec, error: str, attempts: int, device: str = "") -> dict[str, Any]:
     """The record of a run that crashed on every attempt: no metrics, the error kept."""
     nan = float("nan")
@@ -83,6 +95,6 @@ def failed_row(spec: RunSpec, error: str, attempts: int, device: str = "") -> di
         "steps_done": 0,
         "total_steps": 0,
         "attempts": attempts,
-        "error": error[-4000:],
+        "error": clip_error(error),
         "device": device,
     }

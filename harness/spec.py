@@ -6,6 +6,7 @@ Frozen and hashable; parsing experiment files into them lives in harness/config.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -194,8 +195,8 @@ class RunSpec:
     max_seq_length: int = 128
     num_evals: int = 10
 
-    @property
-    def run_id(self) -> str:
+    @functools.cached_property
+    def run_id(self) -> str:  # cached: status and the scheduler ask for it many times per run
         return run_id_of(self)
 
     @property
@@ -209,7 +210,8 @@ class RunSpec:
         return f"{self.task}/{self.recipe.name}"
 
     def canonical(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = dataclasses.asdict(dataclasses.replace(self, recipe=None))
+        data["recipe"] = dict(_recipe_dict(self.recipe))  # one deep copy per recipe, not per run
         data.pop("experiment")
         if data["custom_task"] is None:
             data.pop("custom_task")  # keeps the ids of registry tasks what they were
@@ -227,6 +229,11 @@ class RunSpec:
         if data.get("custom_task"):
             data["custom_task"] = task_from_dict(data["custom_task"])
         return RunSpec(**data)
+
+
+@functools.lru_cache(maxsize=1024)
+def _recipe_dict(recipe: Recipe) -> dict[str, Any]:
+    return dataclasses.asdict(recipe)
 
 
 def run_id_of(spec: RunSpec) -> str:
@@ -249,7 +256,6 @@ class SchedulePolicy:
     threads_per_run: int = 1
     max_retries: int = 2
     oom_halve_batch: bool = True
-    ray_address: str | None = None
     early_stop: EarlyStopPolicy | None = None
 
 

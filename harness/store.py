@@ -41,10 +41,12 @@ events columns:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -150,8 +152,49 @@ def copy_run(
 
 
 def stored_run_ids(exp_dir: str | Path) -> set[str]:
-    """Ids of runs whose record is complete (what resume skips)."""
-    return {name[: -len(".parquet")] for name in _list_parts(Path(exp_dir) / "runs")}
+    """Ids of runs whose record is complete (what resume skips); a part that is not a whole Parquet file
+    (zero bytes, truncated) is quarantined first, so the run is run again."""
+    folder = Path(exp_dir) / "runs"
+    parts = _list_parts(folder)
+    for name in [n for n in parts if not _looks_whole(folder / n)]:
+        quarantine_part(folder / name, "not a whole Parquet file (zero bytes or truncated)")
+        parts.pop(name)
+    return {name[: -len(".parquet")] for name in parts}
+
+
+QUARANTINE = "quarantine"
+
+
+class BadPartWarning(UserWarning):
+    """A part file was moved aside (or skipped) because it cannot be read."""
+
+
+def _looks_whole(path: Path) -> bool:
+    """Parquet files start and end with b"PAR1": a cheap test that catches zero-byte and truncated parts."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+            handle.seek(-4, os.SEEK_END)
+            return head == b"PAR1" and handle.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
+def quarantine_part(path: Path, reason: str) -> Path | None:
+    """Move an unreadable part to <experiment>/quarantine/<folder>/ with a warning naming it; the rest of the
+    store then loads, and the run it held counts as not stored. None when the store is read-only."""
+    dest = path.parent.parent / QUARANTINE / path.parent.name / path.name
+    if dest.exists():
+        dest = dest.with_name(f"{path.stem}.{time.time_ns()}{path.suffix}")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+    except OSError:
+        warnings.warn(f"skipped unreadable part {path}: {reason} (read-only store; left in place)", BadPartWarning,
+                      stacklevel=2)  # fmt: skip
+        return None
+    warnings.warn(f"quarantined {path} -> {dest}: {reason}; `harness run` will redo it", BadPartWarning, stacklevel=2)
+    return dest
 
 
 def _list_parts(folder: Path) -> dict[str, tuple[int, int]]:
@@ -166,12 +209,44 @@ def _list_parts(folder: Path) -> dict[str, tuple[int, int]]:
     return parts
 
 
-def _read_parts(folder: Path, names: list[str]) -> pd.DataFrame:
+def _read_parts(folder: Path, names: list[str], columns: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Every part's rows; on any unreadable or foreign-schema part, fall back to one part at a time and
+    quarantine the bad ones (see quarantine_part)."""
     try:
-        table = pads.dataset([str(folder / n) for n in sorted(names)], format="parquet").to_table()
-    except (OSError, pa.ArrowInvalid) as exc:  # a corrupt part must name itself
-        raise StoreError(f"cannot read a part under {folder}: {exc}") from exc
-    return table.to_pandas()
+        frame = pads.dataset([str(folder / n) for n in sorted(names)], format="parquet").to_table().to_pandas()
+        if columns is None or _fits(frame, columns):
+            return frame
+    except (OSError, pa.ArrowException, ValueError):
+        pass
+    frames = []
+    for name in sorted(names):
+        path = folder / name
+        try:
+            part = pq.read_table(path).to_pandas()
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            quarantine_part(path, f"unreadable ({exc})")
+            continue
+        if columns is not None and not _fits(part, columns):
+            quarantine_part(path, f"not a harness part (columns {sorted(part.columns)[:6]}...)")
+            continue
+        frames.append(part)
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns or ()))
+
+
+def _fits(frame: pd.DataFrame, columns: Mapping[str, str]) -> bool:
+    """A run_id on every row and the shared columns cast to the schema: a foreign file fails one or the other.
+    (Columns a newer schema added may be missing from older parts; the loader handles those.)"""
+    if "run_id" in columns and ("run_id" not in frame.columns or frame["run_id"].isna().any()):
+        return False
+    shared = {c: t for c, t in columns.items() if c in frame.columns}
+    if not shared:
+        return False
+    try:
+        frame[list(shared)].astype(shared)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 _MANIFEST_KEY = b"harness_parts"
@@ -193,8 +268,9 @@ def _write_snapshot(path: Path, frame: pd.DataFrame, parts: dict[str, tuple[int,
     try:
         pq.write_table(table, tmp)
         os.replace(tmp, path)
-    except OSError:  # a read-only store still loads; it just is not sped up next time
-        tmp.unlink(missing_ok=True)
+    except OSError:  # a read-only (or full) store still loads; it just is not sped up next time
+        with contextlib.suppress(OSError):  # removing the temporary file can fail for the same reason
+            tmp.unlink(missing_ok=True)
 
 
 def _load_keyed(folder: Path, columns: Mapping[str, str], snapshot: Path) -> pd.DataFrame:
@@ -209,7 +285,8 @@ def _load_keyed(folder: Path, columns: Mapping[str, str], snapshot: Path) -> pd.
     if cached is not None and len(cached):
         frames.append(cached[~cached["run_id"].isin(stale)])
     if fresh:
-        frames.append(_read_parts(folder, fresh))
+        frames.append(_read_parts(folder, fresh, columns))
+        parts = _list_parts(folder)  # without the parts just quarantined
     frames = [f for f in frames if len(f)]
     frame = pd.concat(frames, ignore_index=True).astype(dict(columns)) if frames else _frame([], columns)
     frame = frame[list(columns)]
@@ -223,7 +300,7 @@ def _load(folder: Path, columns: Mapping[str, str]) -> pd.DataFrame:
     parts = _list_parts(folder)
     if not parts:
         return _frame([], columns)
-    frame = _read_parts(folder, list(parts))
+    frame = _read_parts(folder, list(parts), columns)
     return frame.astype(dict(columns))[list(columns)] if len(frame) else _frame([], columns)
 
 

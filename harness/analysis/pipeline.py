@@ -49,14 +49,17 @@ def analyze_experiment(
     n_boot: int = 2000,
     n_perm: int = 9999,
     seed: int = 0,
+    out_dir: str | Path | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Load the store under exp_dir, compute every table, write exp_dir/analysis/<name>.parquet, return them."""
+    """Load the store under exp_dir, compute every table, write <out_dir>/<name>.parquet (default
+    exp_dir/analysis; another folder for a read-only store), return them."""
     exp_dir = Path(exp_dir)
+    out = Path(out_dir) if out_dir is not None else exp_dir / "analysis"
     tables = analyze_runs(
         load_runs(exp_dir), load_curves(exp_dir), thresholds, baseline, n_boot=n_boot, n_perm=n_perm, seed=seed
     )
     for name, frame in tables.items():
-        write_parquet_atomic(frame, exp_dir / "analysis" / f"{name}.parquet")
+        write_parquet_atomic(frame, out / f"{name}.parquet")
     return tables
 
 

@@ -217,8 +217,12 @@ def write_report(
     *,
     n_boot: int = 2000,
     n_perm: int = 9999,
+    out_dir: str | Path | None = None,
 ) -> Path:
-    """Analyse the store under exp_dir and write exp_dir/report/{report.md, report.html, *.png}; returns report.md."""
+    """Analyse the store under exp_dir and write exp_dir/report/{report.md, report.html, *.png}; returns report.md.
+
+    With out_dir, everything (the analysis tables under out_dir/analysis) goes there and nothing is written
+    under exp_dir, so a read-only store can be reported."""
     exp_dir = Path(exp_dir)
     runs = load_runs(exp_dir)
     if runs.empty:
@@ -236,10 +240,13 @@ def write_report(
     runs = order_runs(runs, spec)
     tables = {
         k: order_frame(v, runs)
-        for k, v in analyze_experiment(exp_dir, thresholds, baseline, n_boot=n_boot, n_perm=n_perm).items()
-    }
+        for k, v in analyze_experiment(
+            exp_dir, thresholds, baseline, n_boot=n_boot, n_perm=n_perm,
+            out_dir=Path(out_dir) / "analysis" if out_dir is not None else None,
+        ).items()
+    }  # fmt: skip
     degenerate = is_degenerate(runs, thresholds)
-    out = exp_dir / REPORT_DIR
+    out = Path(out_dir) if out_dir is not None else exp_dir / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     clear_figures(out)
     colors = plots.group_colors(recipes)

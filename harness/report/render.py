@@ -80,7 +80,21 @@ def _table(lines: list[str]) -> str:
 
 
 def _image(alt: str, src: str, base: Path) -> str:
-    path = (base / src).resolve()
+    """Inline a figure the report wrote: a plain file name in the report's own folder with an image suffix.
+
+    Anything else (another folder, `..`, an absolute path, a link, another type) is never read: text from an
+    experiment file (its description) must not be able to put a local file into a shareable report.
+    """
+    path = base / src
+    own = (
+        Path(src).name == src
+        and not src.startswith(".")
+        and path.suffix.lower() in _MIME
+        and not path.is_symlink()
+        and path.resolve().parent == base.resolve()
+    )
+    if not own:
+        return f"<p><em>figure not embedded (not a figure of this report): {html.escape(src)}</em></p>"
     if not path.is_file():
         return f"<p><em>missing figure: {html.escape(src)}</em></p>"
     mime = _MIME.get(path.suffix.lower(), "application/octet-stream")

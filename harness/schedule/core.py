@@ -14,7 +14,7 @@ import importlib.util
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +111,7 @@ def make_backend(
         return RayBackend(
             train_fn,
             ctx_fields,
-            address=ray_address or policy.ray_address,
+            address=ray_address,  # the command line or $RAY_ADDRESS only, never the experiment file
             runs_per_gpu=policy.runs_per_gpu,
             threads_per_run=policy.threads_per_run,
             max_workers=max_workers,
@@ -146,11 +146,13 @@ def run_experiment(
     max_workers: int | None = None,
     progress: bool = True,
     ray_address: str | None = None,
+    on_locked: Callable[[], None] | None = None,
 ) -> RunSummary:
     """Run every run of `experiment` not yet stored under results_root/<name>; resumable, one driver at a time.
 
     Ctrl-C (or SIGTERM) terminates the running workers and re-raises KeyboardInterrupt; every run
-    finished before it is stored, nothing is half-written.
+    finished before it is stored, nothing is half-written. `on_locked` runs once the lock is held (e.g. to
+    copy the experiment file beside its results: only the driver that runs may replace it).
     """
     name = backend or experiment.schedule.backend
     if name not in BACKENDS:
@@ -159,6 +161,8 @@ def run_experiment(
     exp_dir = experiment_dir(results_root, experiment.name)
     started = time.monotonic()
     with ExperimentLock(exp_dir), _sigterm_as_interrupt():
+        if on_locked is not None:
+            on_locked()
         specs = list({s.run_id: s for s in experiment.runs}.values())
         stored = stored_run_ids(exp_dir)
         skipped = sum(s.run_id in stored for s in specs)

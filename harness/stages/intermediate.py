@@ -37,6 +37,7 @@ def intermediate_spec(spec: RunSpec) -> RunSpec:
     return replace(
         spec,
         task=recipe.intermediate_task,
+        custom_task=None,  # task_def prefers custom_task: keeping the target's would train on its data
         recipe=stage_recipe,
         init_seed=spec.sample_seed,
         order_seed=spec.sample_seed,

@@ -129,16 +129,36 @@ def _seed_grid(raw: Any, sample_seed: int, where: str) -> list[tuple[int, int, i
             raise ConfigError(
                 f"{where}: 'seeds' table has keys {sorted(raw)}; needs 'init' and 'order' (and optionally 'sample')"
             )
-        axes = []
-        for key in ("init", "order", "sample"):
-            value = raw.get(key, [sample_seed])
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = list(range(1, value + 1)) if key != "sample" else [value]
-            if not isinstance(value, list) or not value or not all(isinstance(v, int) for v in value):
-                raise ConfigError(f"{where}: 'seeds.{key}' = {value!r}; must be a count or a list of ints")
-            axes.append(value)
+        axes = [_seed_axis(raw[key], f"{where}: 'seeds.{key}'") for key in ("init", "order")]
+        axes.append(_seed_axis(raw["sample"], f"{where}: 'seeds.sample'") if "sample" in raw else [sample_seed])
         return list(itertools.product(*axes))
     raise ConfigError(f"{where}: 'seeds' = {raw!r}; give a count, a list of ints or {{init=[..], order=[..]}}")
+
+
+def _seed_axis(value: Any, where: str) -> list[int]:
+    """One axis of a seed table: a count N means seeds 1..N, a list gives the seeds themselves."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ConfigError(f"{where} = {value}; a count must be >= 1 (or give a list of seeds)")
+        return list(range(1, value + 1))
+    if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ConfigError(f"{where} = {value!r}; must be a count (seeds 1..N) or a non-empty list of ints")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where} = {value!r} repeats a seed; each seed must be distinct")
+    return value
+
+
+def _check_distinct_recipes(recipes: list[Recipe], where: str) -> None:
+    """Two recipes with identical fields would share every run id, and one would end with no runs."""
+    seen: dict[Recipe, str] = {}
+    for recipe in recipes:
+        key = dataclasses.replace(recipe, name="")
+        if key in seen:
+            raise ConfigError(
+                f"{where}: recipes '{seen[key]}' and '{recipe.name}' have identical fields (after defaults), so "
+                f"their runs would be the same runs; change a field of one or delete it"
+            )
+        seen[key] = recipe.name
 
 
 def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scale: str | None = None) -> ExperimentSpec:
@@ -194,6 +214,7 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
         recipe = _build(Recipe, {**defaults, **overrides, "name": rname}, f"{where} [recipes.{rname}]")
         recipe.validate(where)
         recipes.append(recipe)
+    _check_distinct_recipes(recipes, where)
 
     sample_seed = data.get("sample_seed", 0)
     seeds = _seed_grid(data["seeds"], sample_seed, where)

@@ -141,7 +141,8 @@ def _seed_axis(value: Any, where: str) -> list[int]:
         if value < 1:
             raise ConfigError(f"{where} = {value}; a count must be >= 1 (or give a list of seeds)")
         return list(range(1, value + 1))
-    if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    ints = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    if not value or not ints:
         raise ConfigError(f"{where} = {value!r}; must be a count (seeds 1..N) or a non-empty list of ints")
     if len(set(value)) != len(value):
         raise ConfigError(f"{where} = {value!r} repeats a seed; each seed must be distinct")

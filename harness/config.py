@@ -15,6 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from harness.fingerprint import data_fingerprint, data_root, model_fingerprint
 from harness.spec import (
     BACKENDS,
     EVAL_PROTOCOLS,
@@ -162,8 +163,14 @@ def _check_distinct_recipes(recipes: list[Recipe], where: str) -> None:
         seen[key] = recipe.name
 
 
-def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scale: str | None = None) -> ExperimentSpec:
-    """Validate a parsed TOML table and expand it into RunSpecs."""
+def parse_experiment(
+    data: Mapping[str, Any], source: str = "<experiment>", scale: str | None = None, data_dir: str | None = None
+) -> ExperimentSpec:
+    """Validate a parsed TOML table and expand it into RunSpecs.
+
+    The runs' data fingerprints are taken from `data_dir` (e.g. --data-dir), else the file's data_dir,
+    else $HARNESS_DATA_DIR, else the hub: the same folder the runs will read.
+    """
     where = source
     scales = data.get("scale", {})
     if scale is not None:
@@ -229,6 +236,7 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
         )  # fmt: skip
         validate_run(spec, where)
         runs.append(spec)
+    runs = _with_fingerprints(runs, data_dir or data.get("data_dir"))
 
     schedule_raw = dict(data.get("schedule", {}))
     early = data.get("early_stop", schedule_raw.pop("early_stop", None))
@@ -262,6 +270,23 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
         description=data.get("description", ""),
         source=source,
     )
+
+
+def _with_fingerprints(runs: list[RunSpec], data_dir: str | None) -> list[RunSpec]:
+    """Each run with the fingerprints of the data of every task it trains on and of its weights."""
+    root = data_root(data_dir)
+    data: dict[str, str] = {}
+    models: dict[str, str] = {}
+    out = []
+    for spec in runs:
+        tasks = {spec.task: spec.task_def}
+        if spec.recipe.intermediate_task is not None:
+            tasks.setdefault(spec.recipe.intermediate_task, TASKS[spec.recipe.intermediate_task])
+        prints = tuple(sorted((name, data.get(name) or data.setdefault(name, data_fingerprint(task, root)))
+                              for name, task in tasks.items()))  # fmt: skip
+        model = models.get(spec.model) or models.setdefault(spec.model, model_fingerprint(spec.model))
+        out.append(dataclasses.replace(spec, data_fingerprints=prints, model_fingerprint=model))
+    return out
 
 
 _TASK_FORMATS = ("csv", "tsv", "jsonl")
@@ -339,7 +364,7 @@ def validate_run(spec: RunSpec, where: str) -> None:
         )
 
 
-def load_experiment(path: str | Path, scale: str | None = None) -> ExperimentSpec:
+def load_experiment(path: str | Path, scale: str | None = None, data_dir: str | None = None) -> ExperimentSpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"experiment file {path} does not exist; see experiments/ for examples")
@@ -347,4 +372,4 @@ def load_experiment(path: str | Path, scale: str | None = None) -> ExperimentSpe
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_experiment(data, str(path), scale)
+    return parse_experiment(data, str(path), scale, data_dir)

@@ -72,6 +72,14 @@ def base_row(spec: RunSpec) -> dict[str, Any]:
     }
 
 
+def _clip(error: str, limit: int = 4000) -> str:
+    """The error's first line (the exception, what `harness status` shows) and the tail of the rest."""
+    if len(error) <= limit:
+        return error
+    first, _, rest = error.partition("\n")
+    return f"{first[:300]}\n...\n{rest[-(limit - len(first[:300]) - 5) :]}"
+
+
 def failed_row(spec: RunSpec, error: str, attempts: int, device: str = "") -> dict[str, Any]:
     """The record of a run that crashed on every attempt: no metrics, the error kept."""
     nan = float("nan")
@@ -83,6 +91,6 @@ def failed_row(spec: RunSpec, error: str, attempts: int, device: str = "") -> di
         "steps_done": 0,
         "total_steps": 0,
         "attempts": attempts,
-        "error": error[-4000:],
+        "error": _clip(error),
         "device": device,
     }

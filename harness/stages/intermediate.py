@@ -38,6 +38,7 @@ def intermediate_spec(spec: RunSpec) -> RunSpec:
         spec,
         task=recipe.intermediate_task,
         custom_task=None,  # task_def prefers custom_task: keeping the target's would train on its data
+        data_fingerprints=tuple(p for p in spec.data_fingerprints if p[0] == recipe.intermediate_task),
         recipe=stage_recipe,
         init_seed=spec.sample_seed,
         order_seed=spec.sample_seed,

@@ -58,6 +58,7 @@ def tapt_spec(spec: RunSpec) -> RunSpec:
     return replace(
         spec,
         recipe=stage_recipe,
+        data_fingerprints=tuple(p for p in spec.data_fingerprints if p[0] == spec.task),
         init_seed=spec.sample_seed,
         order_seed=spec.sample_seed,
         sample_size=TAPT_MAX_EXAMPLES,

@@ -58,11 +58,14 @@ def resolve_experiment_dir(
     return exp_dir, load_experiment(ref, scale=scale, data_dir=data_dir)
 
 
-def scoped_run_ids(args: argparse.Namespace, exp_dir: Path, spec: ExperimentSpec | None) -> frozenset[str] | None:
+def scoped_run_ids(
+    args: argparse.Namespace, exp_dir: Path, spec: ExperimentSpec | None, ref: str = ""
+) -> frozenset[str] | None:
     """The run ids a table uses: the given TOML's, else those recorded for the scale; None (all) with --all."""
+    ref = ref or args.experiment
     if getattr(args, "all", False):
         return None
-    if args.experiment.endswith(".toml") and spec is not None:
+    if ref.endswith(".toml") and spec is not None:
         return frozenset(r.run_id for r in spec.runs)
     return recorded_run_ids(exp_dir, getattr(args, "scale", None))  # None: a folder from before run ids were kept
 
@@ -140,8 +143,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     root = _results_root(args)
     if args.compare:
-        a, b = (resolve_experiment_dir(ref, root) for ref in args.compare)
-        out = compare_report(a[0], b[0], spec_a=a[1], spec_b=b[1], out_dir=args.out)
+        a, b = (resolve_experiment_dir(ref, root, args.scale, args.data_dir) for ref in args.compare)
+        ids_a, ids_b = (scoped_run_ids(args, d, s, ref) for (d, s), ref in zip((a, b), args.compare, strict=True))
+        out = compare_report(a[0], b[0], spec_a=a[1], spec_b=b[1], out_dir=args.out, run_ids_a=ids_a, run_ids_b=ids_b)
     else:
         if not args.experiment:
             raise CliError("give an experiment (TOML path or name), or --compare A B")

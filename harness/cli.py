@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.config import ConfigError, ExperimentSpec, load_experiment
-from harness.scope import read_meta, recorded_run_ids, remember_spec, stored_spec
+from harness.scope import read_meta, recorded_data_dir, recorded_run_ids, remember_spec, stored_spec
 
 EXPERIMENTS_DIR = Path("experiments")
 
@@ -52,10 +52,8 @@ def resolve_experiment_dir(
         raise CliError(f"no stored runs under {exp_dir}; run `harness run <experiment.toml>` first")
     if not ref.endswith(".toml"):
         return exp_dir, stored_spec(exp_dir, scale)
-    meta = read_meta(exp_dir)
-    scale = scale or meta.get("scale")
-    data_dir = data_dir or meta.get("scales", {}).get(scale or "default", {}).get("data_dir")
-    return exp_dir, load_experiment(ref, scale=scale, data_dir=data_dir)
+    scale = scale or read_meta(exp_dir).get("scale")
+    return exp_dir, load_experiment(ref, scale=scale, data_dir=data_dir or recorded_data_dir(exp_dir, scale))
 
 
 def scoped_run_ids(
@@ -120,6 +118,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from harness.schedule import experiment_status, format_status
 
     experiment = _load(args.experiment, args.scale, args.data_dir)
+    recorded = recorded_data_dir(_results_root(args) / experiment.name, args.scale)
+    if args.data_dir is None and recorded:  # identify the runs with the data folder `harness run` used
+        experiment = _load(args.experiment, args.scale, recorded)
     print(format_status(experiment_status(experiment, _results_root(args))))
     return 0
 

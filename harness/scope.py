@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import ExperimentSpec, load_experiment
+from harness.fingerprint import data_root
 
 SPEC_COPY = "experiment.toml"
 SPEC_META = "experiment.json"
@@ -32,9 +33,10 @@ def remember_spec(experiment: ExperimentSpec, exp_dir: Path, scale: str | None, 
         shutil.copyfile(experiment.source, exp_dir / SPEC_COPY)
     meta = read_meta(exp_dir)
     scales = meta.get("scales", {})
+    root = data_root(data_dir or experiment.data_dir)  # resolved as the runs resolve it ($HARNESS_DATA_DIR too)
     scales[scale or DEFAULT_SCALE] = {
         "run_ids": sorted({r.run_id for r in experiment.runs}),
-        "data_dir": data_dir or experiment.data_dir,
+        "data_dir": str(root) if root else None,
     }
     meta.update(source=experiment.source, scale=scale, runs=len(experiment.runs), data_dir=data_dir, scales=scales)
     (exp_dir / SPEC_META).write_text(json.dumps(meta, indent=2))
@@ -48,6 +50,12 @@ def stored_spec(exp_dir: Path, scale: str | None = None) -> ExperimentSpec | Non
     scale = scale or meta.get("scale")
     recorded = meta.get("scales", {}).get(scale or DEFAULT_SCALE, {})
     return load_experiment(exp_dir / SPEC_COPY, scale=scale, data_dir=recorded.get("data_dir") or meta.get("data_dir"))
+
+
+def recorded_data_dir(exp_dir: Path, scale: str | None = None) -> str | None:
+    """The data folder the runs of `scale` (default: the last run's) were identified with, or None (hub)."""
+    meta = read_meta(exp_dir)
+    return meta.get("scales", {}).get(scale or meta.get("scale") or DEFAULT_SCALE, {}).get("data_dir")
 
 
 def recorded_run_ids(exp_dir: Path, scale: str | None = None) -> frozenset[str] | None:

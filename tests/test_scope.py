@@ -82,3 +82,21 @@ def test_status_counts_only_the_spec_runs_and_the_others(two_scales, capsys: pyt
     assert main(["--results", str(results), "status", str(toml), "--scale", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "total: total 3, done 3" in out and "3 other run(s) in the folder" in out
+
+
+def test_a_toml_is_identified_with_the_data_folder_its_runs_used(tmp_path: Path, tiny_glue_dir: Path, capsys):
+    """Runs made with --data-dir are found by status/analyze of the TOML without repeating it."""
+    toml = tmp_path / "scaled.toml"
+    toml.write_text(textwrap.dedent(TOML).replace('data_dir = "{data}"\n', ""))
+    results = tmp_path / "results"
+    exp = load_experiment(toml, scale="cpu", data_dir=str(tiny_glue_dir))
+    assert exp.runs[0].run_id != load_experiment(toml, scale="cpu").runs[0].run_id  # $HARNESS_DATA_DIR differs
+    remember_spec(exp, results / "scaled", "cpu", str(tiny_glue_dir))
+    for spec in exp.runs:
+        row = {**base_row(spec), "status": "done", "score": 60.0, "metric": "accuracy", "steps_done": 1,
+               "total_steps": 1, "attempts": 1}  # fmt: skip
+        write_run(results / "scaled", row, [])
+    assert main(["--results", str(results), "status", str(toml), "--scale", "cpu"]) == 0
+    assert "total: total 3, done 3" in capsys.readouterr().out
+    assert main(["--results", str(results), "analyze", str(toml)]) == 0
+    assert _summary(results)["n"].tolist() == [3]

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -18,10 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.config import ConfigError, ExperimentSpec, load_experiment
+from harness.scope import read_meta, recorded_data_dir, recorded_run_ids, remember_spec, stored_spec
 
 EXPERIMENTS_DIR = Path("experiments")
-SPEC_COPY = "experiment.toml"
-SPEC_META = "experiment.json"
 
 
 class CliError(RuntimeError):
@@ -32,8 +29,8 @@ def _results_root(args: argparse.Namespace) -> Path:
     return Path(args.results or os.environ.get("HARNESS_RESULTS_DIR", "results"))
 
 
-def _load(path: str, scale: str | None) -> ExperimentSpec:
-    return load_experiment(path, scale=scale)
+def _load(path: str, scale: str | None, data_dir: str | None = None) -> ExperimentSpec:
+    return load_experiment(path, scale=scale, data_dir=data_dir)
 
 
 def experiment_folder(results_root: Path, name: object, where: str = "experiment name") -> Path:
@@ -54,19 +51,11 @@ def experiment_folder(results_root: Path, name: object, where: str = "experiment
     return results_root / name
 
 
-def _remember_spec(experiment: ExperimentSpec, exp_dir: Path, scale: str | None) -> None:
-    """Keep the experiment file beside its results, so analysis and reports need only the folder.
-
-    Called only by the driver that holds the experiment's lock, so a refused driver cannot replace the
-    spec copy that the stored runs were made from."""
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(experiment.source, exp_dir / SPEC_COPY)
-    meta = {"source": experiment.source, "scale": scale, "runs": len(experiment.runs)}
-    (exp_dir / SPEC_META).write_text(json.dumps(meta, indent=2))
-
-
-def resolve_experiment_dir(ref: str, results_root: Path) -> tuple[Path, ExperimentSpec | None]:
-    """An experiment given as a TOML path or as a name under the results root."""
+def resolve_experiment_dir(
+    ref: str, results_root: Path, scale: str | None = None, data_dir: str | None = None
+) -> tuple[Path, ExperimentSpec | None]:
+    """An experiment given as a TOML path (that file) or as a name under the results root (its stored copy),
+    at `scale` (default: the scale of the last `harness run`)."""
     if ref.endswith(".toml"):
         spec_path = Path(ref)
         if not spec_path.is_file():
@@ -80,12 +69,31 @@ def resolve_experiment_dir(ref: str, results_root: Path) -> tuple[Path, Experime
         exp_dir = experiment_folder(results_root, ref)
     if not (exp_dir / "runs").is_dir() or not any((exp_dir / "runs").glob("*.parquet")):
         raise CliError(f"no stored runs under {exp_dir}; run `harness run <experiment.toml>` first")
-    stored = exp_dir / SPEC_COPY
-    spec = None
-    if stored.is_file():
-        meta = json.loads((exp_dir / SPEC_META).read_text()) if (exp_dir / SPEC_META).is_file() else {}
-        spec = load_experiment(stored, scale=meta.get("scale"))
-    return exp_dir, spec
+    if not ref.endswith(".toml"):
+        return exp_dir, stored_spec(exp_dir, scale)
+    scale = scale or read_meta(exp_dir).get("scale")
+    return exp_dir, load_experiment(ref, scale=scale, data_dir=data_dir or recorded_data_dir(exp_dir, scale))
+
+
+def scoped_run_ids(
+    args: argparse.Namespace, exp_dir: Path, spec: ExperimentSpec | None, ref: str = ""
+) -> frozenset[str] | None:
+    """The run ids a table uses: the given TOML's, else those recorded for the scale; None (all) with --all."""
+    ref = ref or args.experiment
+    if getattr(args, "all", False):
+        return None
+    if ref.endswith(".toml") and spec is not None:
+        return frozenset(r.run_id for r in spec.runs)
+    return recorded_run_ids(exp_dir, getattr(args, "scale", None))  # None: a folder from before run ids were kept
+
+
+def _say_others(exp_dir: Path, run_ids: frozenset[str] | None) -> None:
+    from harness.store import stored_run_ids
+
+    others = len(stored_run_ids(exp_dir) - run_ids) if run_ids is not None else 0
+    if others:
+        print(f"{others} other run(s) in the folder are not this spec's (another scale or an edited spec); "
+              f"--all includes them")  # fmt: skip
 
 
 def preflight(experiment: ExperimentSpec, data_dir: str | None) -> None:
@@ -111,7 +119,7 @@ def preflight(experiment: ExperimentSpec, data_dir: str | None) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.schedule import run_experiment
 
-    experiment = _load(args.experiment, args.scale)
+    experiment = _load(args.experiment, args.scale, args.data_dir)
     root = _results_root(args)
     exp_dir = experiment_folder(root, experiment.name, f"{args.experiment}: 'name'")
     preflight(experiment, args.data_dir or experiment.data_dir)
@@ -123,7 +131,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_workers=args.workers,
         progress=not args.quiet,
         ray_address=args.ray_address or os.environ.get("RAY_ADDRESS") or None,
-        on_locked=lambda: _remember_spec(experiment, exp_dir, args.scale),
+        on_locked=lambda: remember_spec(experiment, exp_dir, args.scale, args.data_dir),
+        retry_failed=getattr(args, "retry_failed", False),
     )
     print(summary)
     if summary.failed:
@@ -139,9 +148,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from harness.schedule import experiment_status, format_status
 
-    experiment = _load(args.experiment, args.scale)
+    experiment = _load(args.experiment, args.scale, args.data_dir)
     root = _results_root(args)
     experiment_folder(root, experiment.name, f"{args.experiment}: 'name'")
+    recorded = recorded_data_dir(root / experiment.name, args.scale)
+    if args.data_dir is None and recorded:  # identify the runs with the data folder `harness run` used
+        experiment = _load(args.experiment, args.scale, recorded)
     print(format_status(experiment_status(experiment, root)))
     return 0
 
@@ -149,12 +161,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from harness.analysis import analyze_experiment, format_summary
 
-    exp_dir, spec = resolve_experiment_dir(args.experiment, _results_root(args))
+    exp_dir, spec = resolve_experiment_dir(args.experiment, _results_root(args), args.scale, args.data_dir)
     thresholds = dict(spec.degenerate_threshold) if spec else None
     baseline = args.baseline or (spec.recipes[0] if spec else None)
     out = Path(args.out) if args.out else exp_dir / "analysis"
-    tables = analyze_experiment(exp_dir, thresholds=thresholds, baseline=baseline, out_dir=out)
+    run_ids = scoped_run_ids(args, exp_dir, spec)
+    tables = analyze_experiment(exp_dir, thresholds=thresholds, baseline=baseline, out_dir=out, run_ids=run_ids)
     print(format_summary(tables["summary"]))
+    _say_others(exp_dir, run_ids)
     print(f"\nanalysis tables written to {out}")
     return 0
 
@@ -165,13 +179,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     root = _results_root(args)
     try:
         if args.compare:
-            a, b = (resolve_experiment_dir(ref, root) for ref in args.compare)
-            out = compare_report(a[0], b[0], spec_a=a[1], spec_b=b[1], out_dir=args.out)
+            a, b = (resolve_experiment_dir(ref, root, args.scale, args.data_dir) for ref in args.compare)
+            ids_a, ids_b = (scoped_run_ids(args, d, s, ref) for (d, s), ref in zip((a, b), args.compare, strict=True))
+            out = compare_report(
+                a[0], b[0], spec_a=a[1], spec_b=b[1], out_dir=args.out, run_ids_a=ids_a, run_ids_b=ids_b
+            )
         else:
             if not args.experiment:
                 raise CliError("give an experiment (TOML path or name), or --compare A B")
-            exp_dir, spec = resolve_experiment_dir(args.experiment, root)
-            out = write_report(exp_dir, spec=spec, baseline=args.baseline, out_dir=args.out)
+            exp_dir, spec = resolve_experiment_dir(args.experiment, root, getattr(args, "scale", None), args.data_dir)
+            run_ids = scoped_run_ids(args, exp_dir, spec)
+            out = write_report(exp_dir, spec=spec, baseline=args.baseline, out_dir=args.out, run_ids=run_ids)
     except ReportError as exc:
         raise CliError(str(exc)) from None
     print(f"report written to {out}")
@@ -213,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("experiment", help="experiment TOML file")
         p.add_argument("--scale", help="apply the [scale.<name>] section (e.g. cpu, paper)")
 
+    def scoped(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--scale", help="use the runs of this scale (default: the scale of the last `harness run`)")
+        p.add_argument("--all", action="store_true", help="use every run in the folder, whatever spec made it")
+        p.add_argument("--data-dir", help="data folder for a TOML's run ids (default: the one the runs used)")
+
     run = sub.add_parser("run", help="run every seeded run not yet stored (resumable)")
     with_experiment(run)
     run.add_argument("--backend", choices=["local", "ray"], help="override the experiment's backend")
@@ -220,20 +243,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="parallel runs (default: GPUs x runs_per_gpu, or CPU slots)")
     run.add_argument("--ray-address", help="Ray cluster address (default: start a local one)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--retry-failed", action="store_true", help="also run again the runs stored as failed")
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", help="done / failed / diverged / stopped / pending per recipe")
     with_experiment(status)
+    status.add_argument("--data-dir", help="the data folder the runs used (default: as `harness run`)")
     status.set_defaults(func=cmd_status)
 
     analyze = sub.add_parser("analyze", help="statistics from the store -> results/<name>/analysis/")
     analyze.add_argument("experiment", help="experiment TOML file or name")
+    scoped(analyze)
     analyze.add_argument("--baseline", help="recipe every other recipe is compared with (default: the first)")
     analyze.add_argument("--out", help="tables folder (default: results/<name>/analysis; e.g. for a read-only store)")
     analyze.set_defaults(func=cmd_analyze)
 
     report = sub.add_parser("report", help="Markdown + HTML report with plots -> results/<name>/report/")
     report.add_argument("experiment", nargs="?", help="experiment TOML file or name")
+    scoped(report)
     report.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two experiments")
     report.add_argument("--baseline", help="recipe every other recipe is compared with (default: the first)")
     report.add_argument("--out", help="output folder (default: results/<name>/report; e.g. for a read-only store)")

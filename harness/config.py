@@ -17,6 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from harness.fingerprint import data_fingerprint, data_root, model_fingerprint
 from harness.spec import (
     BACKENDS,
     EVAL_PROTOCOLS,
@@ -168,21 +169,10 @@ def _seed_grid(raw: Any, sample_seed: int, where: str) -> list[tuple[int, int, i
             raise ConfigError(
                 f"{where}: 'seeds' table has keys {sorted(raw)}; needs 'init' and 'order' (and optionally 'sample')"
             )
-        axes = []
-        for key in ("init", "order", "sample"):
-            value = raw.get(key, [sample_seed])
-            if isinstance(value, int) and not isinstance(value, bool):
-                if key != "sample" and not 1 <= value <= MAX_RUNS:
-                    raise ConfigError(f"{where}: 'seeds.{key}' = {value}; must be >= 1 and <= {MAX_RUNS}")
-                value = list(range(1, value + 1)) if key != "sample" else [value]
-            if (
-                not isinstance(value, list)
-                or not value
-                or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-            ):
-                raise ConfigError(f"{where}: 'seeds.{key}' = {_short(value)}; must be a count or a list of ints")
-            _check_seeds(value, f"seeds.{key}", where)
-            axes.append(value)
+        axes = [_seed_axis(raw[key], f"{where}: 'seeds.{key}'") for key in ("init", "order")]
+        axes.append(_seed_axis(raw["sample"], f"{where}: 'seeds.sample'") if "sample" in raw else [sample_seed])
+        for key, axis in zip(("init", "order", "sample"), axes, strict=True):
+            _check_seeds(axis, f"seeds.{key}", where)
         if math.prod(len(a) for a in axes) > MAX_RUNS:
             sizes = " x ".join(str(len(a)) for a in axes)
             raise ConfigError(f"{where}: 'seeds' grid has {sizes} seeds; at most {MAX_RUNS} runs per experiment")
@@ -216,8 +206,41 @@ def _check_bounds(recipe: Recipe, where: str) -> None:
         cap(name, getattr(recipe, name), MAX_LR)
 
 
-def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scale: str | None = None) -> ExperimentSpec:
-    """Validate a parsed TOML table and expand it into RunSpecs."""
+def _seed_axis(value: Any, where: str) -> list[int]:
+    """One axis of a seed table: a count N means seeds 1..N, a list gives the seeds themselves."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= MAX_RUNS:
+            raise ConfigError(f"{where} = {value}; a count must be >= 1 and <= {MAX_RUNS} (or give a list of seeds)")
+        return list(range(1, value + 1))
+    ints = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    if not value or not ints:
+        raise ConfigError(f"{where} = {value!r}; must be a count (seeds 1..N) or a non-empty list of ints")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where} = {value!r} repeats a seed; each seed must be distinct")
+    return value
+
+
+def _check_distinct_recipes(recipes: list[Recipe], where: str) -> None:
+    """Two recipes with identical fields would share every run id, and one would end with no runs."""
+    seen: dict[Recipe, str] = {}
+    for recipe in recipes:
+        key = dataclasses.replace(recipe, name="")
+        if key in seen:
+            raise ConfigError(
+                f"{where}: recipes '{seen[key]}' and '{recipe.name}' have identical fields (after defaults), so "
+                f"their runs would be the same runs; change a field of one or delete it"
+            )
+        seen[key] = recipe.name
+
+
+def parse_experiment(
+    data: Mapping[str, Any], source: str = "<experiment>", scale: str | None = None, data_dir: str | None = None
+) -> ExperimentSpec:
+    """Validate a parsed TOML table and expand it into RunSpecs.
+
+    The runs' data fingerprints are taken from `data_dir` (e.g. --data-dir), else the file's data_dir,
+    else $HARNESS_DATA_DIR, else the hub: the same folder the runs will read.
+    """
     where = source
     scales = data.get("scale", {})
     if not isinstance(scales, Mapping) or not all(isinstance(v, Mapping) for v in scales.values()):
@@ -276,6 +299,7 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
         check_mixout_dropout(recipe, keep_dropout, "dropout" in overrides, where)
         _check_bounds(recipe, where)
         recipes.append(recipe)
+    _check_distinct_recipes(recipes, where)
 
     sample_seed = data.get("sample_seed", 0)
     if isinstance(sample_seed, bool) or not isinstance(sample_seed, int):
@@ -297,6 +321,7 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
         )  # fmt: skip
         validate_run(spec, where)
         runs.append(spec)
+    runs = _with_fingerprints(runs, data_dir or data.get("data_dir"))
 
     schedule_raw = data.get("schedule", {})
     if not isinstance(schedule_raw, Mapping):
@@ -343,6 +368,23 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
         source=source,
         scale=scale,
     )
+
+
+def _with_fingerprints(runs: list[RunSpec], data_dir: str | None) -> list[RunSpec]:
+    """Each run with the fingerprints of the data of every task it trains on and of its weights."""
+    root = data_root(data_dir)
+    data: dict[str, str] = {}
+    models: dict[str, str] = {}
+    out = []
+    for spec in runs:
+        tasks = {spec.task: spec.task_def}
+        if spec.recipe.intermediate_task is not None:
+            tasks.setdefault(spec.recipe.intermediate_task, TASKS[spec.recipe.intermediate_task])
+        prints = tuple(sorted((name, data.get(name) or data.setdefault(name, data_fingerprint(task, root)))
+                              for name, task in tasks.items()))  # fmt: skip
+        model = models.get(spec.model) or models.setdefault(spec.model, model_fingerprint(spec.model))
+        out.append(dataclasses.replace(spec, data_fingerprints=prints, model_fingerprint=model))
+    return out
 
 
 _TASK_FORMATS = ("csv", "tsv", "jsonl")
@@ -436,7 +478,7 @@ def min_eval_size(spec: RunSpec) -> int:
     return per_split * (2 if spec.eval_protocol == "heldout" else 1)
 
 
-def load_experiment(path: str | Path, scale: str | None = None) -> ExperimentSpec:
+def load_experiment(path: str | Path, scale: str | None = None, data_dir: str | None = None) -> ExperimentSpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"experiment file {path} does not exist; see experiments/ for examples")
@@ -444,4 +486,4 @@ def load_experiment(path: str | Path, scale: str | None = None) -> ExperimentSpe
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_experiment(data, str(path), scale)
+    return parse_experiment(data, str(path), scale, data_dir)

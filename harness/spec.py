@@ -1,6 +1,15 @@
 """The spec types: Recipe, RunSpec (and its run id), schedule policies, ExperimentSpec.
 
 Frozen and hashable; parsing experiment files into them lives in harness/config.py.
+
+A run id is a hash of RunSpec.canonical(): every field that shapes the result, the fingerprints of
+the data and of the weights (harness/fingerprint.py) and SPEC_VERSION. When to bump SPEC_VERSION:
+whenever the same canonical spec would now train or score differently (a change to the training
+loop, a recipe's formula, data subsetting or splitting, evaluation or checkpoint selection, the
+status rules such as diverged/failed), or when the meaning of a spec field changes. Bumping gives
+every run a new id, so old stored runs are neither resumed into nor pooled with new ones. Adding a
+field whose default keeps old behaviour needs no bump. History: 1 = first release; 2 = data and
+weight fingerprints in the id, after training and the failed-run rule changed under version 1.
 """
 
 from __future__ import annotations
@@ -20,8 +29,8 @@ class ConfigError(ValueError):
     """A bad experiment file or spec: the message names the field and the fix."""
 
 
-# Bumped when a change to training would make old results incomparable.
-SPEC_VERSION = 1
+# Bumped when a change would make old results incomparable: the rule is in the module docstring.
+SPEC_VERSION = 2
 
 EVAL_PROTOCOLS = ("dev", "heldout")
 SELECT_MODES = ("best", "final")
@@ -194,6 +203,10 @@ class RunSpec:
     split_seed: int = 0  # fixed, independent of the run seeds (Zhang et al.)
     max_seq_length: int = 128
     num_evals: int = 10
+    # Identity of what the run trains on, resolved when the experiment is loaded (harness/fingerprint.py):
+    # (task, fingerprint of its train/dev data) for every task the run trains on, and the weights'.
+    data_fingerprints: tuple[tuple[str, str], ...] = ()
+    model_fingerprint: str = ""
 
     @functools.cached_property
     def run_id(self) -> str:  # cached: status and the scheduler ask for it many times per run
@@ -216,6 +229,8 @@ class RunSpec:
         if data["custom_task"] is None:
             data.pop("custom_task")  # keeps the ids of registry tasks what they were
         data["recipe"].pop("name")  # renaming a recipe does not change its runs
+        if self.model_fingerprint.startswith("sha256:"):
+            data.pop("model")  # weights known by content: moving or aliasing the folder does not change its runs
         data["spec_version"] = SPEC_VERSION
         return data
 
@@ -226,6 +241,7 @@ class RunSpec:
     def from_json(text: str) -> RunSpec:
         data = json.loads(text)
         data["recipe"] = Recipe(**data["recipe"])
+        data["data_fingerprints"] = tuple(tuple(pair) for pair in data.get("data_fingerprints", ()))
         if data.get("custom_task"):
             data["custom_task"] = task_from_dict(data["custom_task"])
         return RunSpec(**data)

@@ -37,6 +37,13 @@ curves columns:
     val_metric, test_metric (x100; test NaN under the dev protocol)
 events columns:
     time, run_id, kind, message
+
+Schema version: every Parquet file this module writes (parts, snapshots, analysis tables) carries
+SCHEMA_VERSION in its metadata under `harness_schema_version`. Loading checks each part it reads: a
+version this code does not know (written by a newer harness) is a StoreError naming the file. Parts
+written before versions existed have no key and are read as version 1 (their columns are version 1's;
+nothing is migrated). Bump SCHEMA_VERSION when a column changes meaning or type, and teach the loader
+to read (or migrate) the older versions.
 """
 
 from __future__ import annotations
@@ -57,6 +64,9 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 RUN_STATUSES = ("done", "diverged", "stopped", "failed")
+SCHEMA_VERSION = 1
+KNOWN_SCHEMA_VERSIONS = (1,)
+SCHEMA_VERSION_KEY = b"harness_schema_version"
 
 RUN_COLUMNS: dict[str, str] = {
     "run_id": "string", "experiment": "string", "task": "string", "recipe": "string", "model": "string",
@@ -98,12 +108,36 @@ def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        frame.to_parquet(tmp, index=False)
+        pq.write_table(_versioned(pa.Table.from_pandas(frame, preserve_index=False)), tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _versioned(table: pa.Table, extra: Mapping[bytes, bytes] | None = None) -> pa.Table:
+    """`table` with SCHEMA_VERSION (and `extra`) in its Parquet metadata."""
+    meta = {**(table.schema.metadata or {}), SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode(), **(extra or {})}
+    return table.replace_schema_metadata(meta)
+
+
+def schema_version_of(metadata: Mapping[bytes, bytes] | None, path: Path) -> int:
+    """The schema version recorded in a file's metadata (1 when absent); StoreError for one we cannot read."""
+    raw = (metadata or {}).get(SCHEMA_VERSION_KEY)
+    if raw is None:
+        return 1  # written before parts had a version: version 1's columns
+    try:
+        version = int(raw)
+    except ValueError:
+        version = -1
+    if version not in KNOWN_SCHEMA_VERSIONS:
+        raise StoreError(
+            f"{path}: schema version {raw.decode(errors='replace')} is not one this harness reads "
+            f"({', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}); it was written by a newer harness: upgrade harness, "
+            f"or move {path.parent} aside to start a fresh store"
+        )
+    return version
 
 
 def write_run(exp_dir: str | Path, run: Mapping[str, Any], curve: Iterable[Mapping[str, Any]]) -> None:
@@ -213,7 +247,10 @@ def _read_parts(folder: Path, names: list[str], columns: Mapping[str, str] | Non
     """Every part's rows; on any unreadable or foreign-schema part, fall back to one part at a time and
     quarantine the bad ones (see quarantine_part)."""
     try:
-        frame = pads.dataset([str(folder / n) for n in sorted(names)], format="parquet").to_table().to_pandas()
+        dataset = pads.dataset([str(folder / n) for n in sorted(names)], format="parquet")
+        for fragment in dataset.get_fragments():  # each part's own footer: versions may differ per part
+            schema_version_of(fragment.physical_schema.metadata, Path(fragment.path))
+        frame = dataset.to_table().to_pandas()
         if columns is None or _fits(frame, columns):
             return frame
     except (OSError, pa.ArrowException, ValueError):
@@ -222,10 +259,12 @@ def _read_parts(folder: Path, names: list[str], columns: Mapping[str, str] | Non
     for name in sorted(names):
         path = folder / name
         try:
-            part = pq.read_table(path).to_pandas()
+            table = pq.read_table(path)
         except (OSError, pa.ArrowException, ValueError) as exc:
             quarantine_part(path, f"unreadable ({exc})")
             continue
+        schema_version_of(table.schema.metadata, path)
+        part = table.to_pandas()
         if columns is not None and not _fits(part, columns):
             quarantine_part(path, f"not a harness part (columns {sorted(part.columns)[:6]}...)")
             continue
@@ -256,14 +295,14 @@ def _read_snapshot(path: Path) -> tuple[pd.DataFrame | None, dict[str, tuple[int
     try:
         table = pq.read_table(path)
         manifest = json.loads(table.schema.metadata[_MANIFEST_KEY])
-    except (OSError, KeyError, TypeError, ValueError, pa.ArrowInvalid):
+        schema_version_of(table.schema.metadata, path)
+    except (OSError, KeyError, TypeError, ValueError, pa.ArrowInvalid, StoreError):
         return None, {}  # no snapshot, or an unreadable one: rebuild from the parts
     return table.to_pandas(), {k: tuple(v) for k, v in manifest.items()}
 
 
 def _write_snapshot(path: Path, frame: pd.DataFrame, parts: dict[str, tuple[int, int]]) -> None:
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _MANIFEST_KEY: json.dumps(parts)})
+    table = _versioned(pa.Table.from_pandas(frame, preserve_index=False), {_MANIFEST_KEY: json.dumps(parts).encode()})
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         pq.write_table(table, tmp)

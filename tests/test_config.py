@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -193,3 +194,39 @@ def test_paper_tables_run_mixout_without_dropout():
         for scale in ("cpu", "paper"):
             runs = load_experiment(path, scale=scale).runs
             assert {r.recipe.dropout for r in runs if r.recipe.mixout > 0} == {0.0}, path
+
+
+def test_seed_table_counts_mean_the_same_on_every_axis():
+    """`sample = 3` is a count like `init = 2`: seeds 1..3, not the single seed 3."""
+    exp = parse(seeds={"init": 2, "order": 2, "sample": 3}, recipes={"a": {}})
+    triples = {(r.init_seed, r.order_seed, r.sample_seed) for r in exp.runs}
+    assert len(exp.runs) == 12
+    assert {t[2] for t in triples} == {1, 2, 3}
+    assert triples == {(i, o, s) for i in (1, 2) for o in (1, 2) for s in (1, 2, 3)}
+
+
+def test_seed_table_lists_are_explicit_seeds_and_sample_defaults_to_sample_seed():
+    exp = parse(seeds={"init": [5], "order": [7, 9], "sample": [3]}, recipes={"a": {}})
+    assert {(r.init_seed, r.order_seed, r.sample_seed) for r in exp.runs} == {(5, 7, 3), (5, 9, 3)}
+    exp = parse(seeds={"init": 1, "order": 1}, sample_seed=4, recipes={"a": {}})
+    assert [r.sample_seed for r in exp.runs] == [4]
+
+
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [
+        ({"init": 2, "order": 2, "sample": 0}, "'seeds.sample' = 0; a count must be >= 1"),
+        ({"init": [1, 1], "order": 2}, "'seeds.init' = [1, 1] repeats a seed"),
+        ({"init": 2, "order": True}, "'seeds.order' = True"),
+    ],
+)
+def test_bad_seed_table_names_the_axis(seeds, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse(seeds=seeds)
+
+
+def test_two_recipes_with_identical_fields_are_an_error_naming_both():
+    with pytest.raises(ConfigError, match=r"recipes 'a' and 'b' have identical fields"):
+        parse(recipes={"a": {"lr": 3e-5}, "b": {"lr": 3e-5}})
+    with pytest.raises(ConfigError, match=r"recipes 'a' and 'c'"):  # equal after defaults are applied
+        parse(recipes={"a": {}, "b": {"lr": 1e-5}, "c": {"lr": 2e-5}})

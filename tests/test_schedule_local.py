@@ -251,3 +251,28 @@ def test_identical_runs_stored_by_another_experiment_are_reused_not_rerun(tmp_pa
     assert copied["notes"].str.contains("reused from first").all()
     assert len(load_curves(tmp_path / "second")) == len(load_curves(tmp_path / "first")) * 2
     assert set(load_events(tmp_path / "second").query("kind == 'reused'")["run_id"]) == set(copied["run_id"])
+
+
+def test_retry_failed_reruns_only_the_stored_failed_runs(tmp_path: Path) -> None:
+    exp = make_experiment("rf", 3, max_retries=0)
+    _run(exp, tmp_path, "raise_on_seed_3")
+    before = load_runs(tmp_path / "rf").set_index("init_seed")
+    assert before.loc[3, "status"] == "failed"
+    assert _run(exp, tmp_path, "sleepy").skipped == 3  # a plain resume leaves failed runs alone
+    text = format_status(experiment_status(exp, tmp_path, slots=1))
+    assert "failed runs (1;" in text and f"{before.loc[3, 'run_id']}  rte/a  ValueError: boom in seed 3" in text
+    summary = run_experiment(exp, tmp_path, train_fn="fakes_schedule:sleepy", max_workers=2, progress=False,
+                             retry_failed=True)  # fmt: skip
+    assert (summary.skipped, summary.done, summary.failed) == (2, 1, 0)
+    after = load_runs(tmp_path / "rf").set_index("init_seed")
+    assert set(after["status"]) == {"done"} and after["run_id"].is_unique
+    assert (after.loc[[1, 2], "finished_at"] == before.loc[[1, 2], "finished_at"]).all()  # not re-run
+    assert "failed runs" not in format_status(experiment_status(exp, tmp_path, slots=1))
+
+
+def test_a_failed_record_keeps_the_first_line_of_a_long_error() -> None:
+    from harness.records import failed_row
+
+    spec = make_experiment("long", 1).runs[0]
+    row = failed_row(spec, "ValueError: the cause\n" + "  frame\n" * 2000, attempts=1)
+    assert row["error"].startswith("ValueError: the cause") and len(row["error"]) <= 4100

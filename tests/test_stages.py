@@ -56,3 +56,21 @@ def test_stage_is_trained_once_and_its_encoder_starts_the_target(
     assert not torch.equal(original_weight, saved["embeddings.word_embeddings.weight"])  # the stage trained
     result = train_run(spec, ctx)
     assert result.run["status"] == "done" and len(calls) == 1  # the target run reused the cached stage
+
+
+def test_stage_of_a_custom_task_trains_on_the_intermediate_tasks_data(tiny_model_dir: Path, tiny_glue_dir: Path):
+    """With a custom target task the first stage must load SST-2's data, not the custom task's."""
+    from harness import data as D
+    from harness.config import parse_experiment
+
+    exp = parse_experiment(
+        {"name": "x", "task": "reviews", "model": str(tiny_model_dir), "seeds": 1,
+         "custom_tasks": {"reviews": {"folder": "REV", "text_columns": ["text"], "label_column": "label",
+                                      "labels": ["0", "1"], "metric": "accuracy"}},
+         "recipes": {"two": {"intermediate_task": "sst2", "intermediate_size": 24}}},
+    )  # fmt: skip
+    stage = stages.intermediate_spec(exp.runs[0])
+    assert stage.task == "sst2" and stage.custom_task is None
+    assert stage.task_def == D.get_task("sst2")
+    examples = D.load_split(stage.task_def, "train", tiny_glue_dir)  # the custom folder REV does not exist
+    assert len(examples) == 80 and examples[0].text_b is None

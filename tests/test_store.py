@@ -92,3 +92,45 @@ def test_snapshot_tracks_new_rewritten_and_deleted_parts(tmp_path: Path):
     # The snapshot is derived data: a corrupt one is rebuilt from the parts.
     (tmp_path / "runs.parquet").write_bytes(b"not parquet")
     assert store.load_runs(tmp_path).set_index("run_id").equals(runs)
+
+
+def _schema_version(path: Path) -> bytes | None:
+    import pyarrow.parquet as pq
+
+    return (pq.read_schema(path).metadata or {}).get(store.SCHEMA_VERSION_KEY)
+
+
+def test_every_part_carries_the_schema_version(tmp_path: Path):
+    row, curve = _run(1)
+    store.write_run(tmp_path, row, curve)
+    store.write_events(tmp_path, [{"run_id": row["run_id"], "kind": "k", "message": "m"}])
+    store.write_parquet_atomic(store.load_runs(tmp_path), tmp_path / "analysis" / "summary.parquet")
+    parts = [*tmp_path.glob("*/*.parquet"), tmp_path / "runs.parquet"]
+    assert {p.parent.name for p in parts} >= {"runs", "curves", "events", "analysis"}
+    assert all(_schema_version(p) == str(store.SCHEMA_VERSION).encode() for p in parts)
+
+
+@pytest.mark.parametrize("table", ["runs", "curves", "events"])
+def test_a_part_of_an_unknown_schema_version_is_a_clear_error(tmp_path: Path, table: str):
+    import pyarrow.parquet as pq
+
+    row, curve = _run(1)
+    store.write_run(tmp_path, row, curve)
+    store.write_events(tmp_path, [{"run_id": row["run_id"], "kind": "k", "message": "m"}])
+    part = next((tmp_path / table).glob("*.parquet"))
+    t = pq.read_table(part)
+    pq.write_table(t.replace_schema_metadata({**t.schema.metadata, store.SCHEMA_VERSION_KEY: b"99"}), part)
+    load = {"runs": store.load_runs, "curves": store.load_curves, "events": store.load_events}[table]
+    with pytest.raises(store.StoreError, match=rf"{part.name}.*schema version 99.*newer harness"):
+        load(tmp_path)
+
+
+def test_a_part_without_a_version_is_read_as_version_1(tmp_path: Path):
+    row, curve = _run(1)
+    store.write_run(tmp_path, row, curve)
+    part = tmp_path / "runs" / f"{row['run_id']}.parquet"
+    store.load_runs(tmp_path).to_parquet(part, index=False)  # as written before parts had a version
+    (tmp_path / "runs.parquet").unlink()
+    assert _schema_version(part) is None
+    runs = store.load_runs(tmp_path)
+    assert len(runs) == 1 and runs.loc[0, "run_id"] == row["run_id"]

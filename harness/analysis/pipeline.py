@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -50,17 +50,33 @@ def analyze_experiment(
     n_perm: int = 9999,
     seed: int = 0,
     out_dir: str | Path | None = None,
+    run_ids: Collection[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Load the store under exp_dir, compute every table, write <out_dir>/<name>.parquet (default
-    exp_dir/analysis; another folder for a read-only store), return them."""
+    exp_dir/analysis; another folder for a read-only store), return them.
+
+    run_ids: the runs of the spec being analysed (None: every run in the folder).
+    """
     exp_dir = Path(exp_dir)
     out = Path(out_dir) if out_dir is not None else exp_dir / "analysis"
-    tables = analyze_runs(
-        load_runs(exp_dir), load_curves(exp_dir), thresholds, baseline, n_boot=n_boot, n_perm=n_perm, seed=seed
-    )
+    runs, curves = load_scoped(exp_dir, run_ids)
+    tables = analyze_runs(runs, curves, thresholds, baseline, n_boot=n_boot, n_perm=n_perm, seed=seed)
     for name, frame in tables.items():
         write_parquet_atomic(frame, out / f"{name}.parquet")
     return tables
+
+
+def load_scoped(exp_dir: Path, run_ids: Collection[str] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stored runs and curves, only those of `run_ids` when given; attrs["other_runs"] counts the rest."""
+    runs, curves = load_runs(exp_dir), load_curves(exp_dir)
+    others = 0
+    if run_ids is not None:
+        keep = runs["run_id"].isin(set(run_ids))
+        others = int((~keep).sum())
+        runs = runs[keep].reset_index(drop=True)
+        curves = curves[curves["run_id"].isin(set(runs["run_id"]))].reset_index(drop=True)
+    runs.attrs["other_runs"] = others
+    return runs, curves
 
 
 SUMMARY_VIEW = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import pandas as pd
@@ -60,10 +61,19 @@ def compare_report(
     out_dir: str | None = None,
     n_boot: int = 2000,
     n_perm: int = 9999,
+    run_ids_a: Collection[str] | None = None,
+    run_ids_b: Collection[str] | None = None,
 ) -> Path:
-    """Write <out_dir>/report.md, report.html and figures comparing A and B on every task/recipe they share."""
+    """Write <out_dir>/report.md, report.html and figures comparing A and B on every task/recipe they share.
+
+    run_ids_a / run_ids_b: the runs of each side's spec (None: every run in its folder).
+    """
     exp_a, exp_b = Path(exp_a), Path(exp_b)
     runs_a, runs_b = load_runs(exp_a), load_runs(exp_b)
+    if run_ids_a is not None:
+        runs_a = runs_a[runs_a["run_id"].isin(set(run_ids_a))].reset_index(drop=True)
+    if run_ids_b is not None:
+        runs_b = runs_b[runs_b["run_id"].isin(set(run_ids_b))].reset_index(drop=True)
     for path, runs in ((exp_a, runs_a), (exp_b, runs_b)):
         if runs.empty:
             raise ReportError(f"no stored runs under {path}; run `harness run <experiment.toml>` first")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pandas as pd
 from harness.analysis import analyze_experiment, compare, is_degenerate
 from harness.analysis.degenerate import fill_finished_nan
 from harness.analysis.describe import COUNTED_STATUSES
+from harness.analysis.pipeline import load_scoped
 from harness.analysis.verdict import ClaimTest, claim_test, holm_across_claims
 from harness.report import plots
 from harness.report.paper import (
@@ -49,7 +51,6 @@ from harness.report.tables import (
     summary_table,
 )
 from harness.spec import ExperimentSpec
-from harness.store import load_curves, load_runs
 
 REPORT_DIR = "report"
 HOLM_NOTE = (
@@ -218,17 +219,20 @@ def write_report(
     n_boot: int = 2000,
     n_perm: int = 9999,
     out_dir: str | Path | None = None,
+    run_ids: Collection[str] | None = None,
 ) -> Path:
     """Analyse the store under exp_dir and write exp_dir/report/{report.md, report.html, *.png}; returns report.md.
 
     With out_dir, everything (the analysis tables under out_dir/analysis) goes there and nothing is written
-    under exp_dir, so a read-only store can be reported."""
+    under exp_dir, so a read-only store can be reported. run_ids: the runs of the spec being reported (None:
+    every run in the folder)."""
     exp_dir = Path(exp_dir)
-    runs = load_runs(exp_dir)
+    runs, curves = load_scoped(exp_dir, run_ids)
+    others = runs.attrs.get("other_runs", 0)
     if runs.empty:
-        raise ReportError(f"no stored runs under {exp_dir}; run `harness run <experiment.toml>` first")
+        held = f" ({others} run(s) of other specs or scales are there: pass --scale or --all)" if others else ""
+        raise ReportError(f"no stored runs of this spec under {exp_dir}{held}; run `harness run <experiment.toml>`")
     runs = fill_finished_nan(runs)  # the same meaning of a finished run's NaN metric as in the analysis tables
-    curves = load_curves(exp_dir)
     thresholds = dict(spec.degenerate_threshold) if spec else None
     ref = parse_paper(spec.paper) if spec else None
     recipes = recipe_order(runs, spec)
@@ -241,7 +245,7 @@ def write_report(
     tables = {
         k: order_frame(v, runs)
         for k, v in analyze_experiment(
-            exp_dir, thresholds, baseline, n_boot=n_boot, n_perm=n_perm,
+            exp_dir, thresholds, baseline, n_boot=n_boot, n_perm=n_perm, run_ids=run_ids,
             out_dir=Path(out_dir) / "analysis" if out_dir is not None else None,
         ).items()
     }  # fmt: skip
@@ -262,6 +266,12 @@ def write_report(
         f"`{exp_dir}`. Scores are metric × 100 on the {score_label(runs)}.",
         "",
     ]
+    if others:
+        md += [
+            f"The folder holds {others} other run(s) of other specs or scales (e.g. the other `[scale]` "
+            "section, or a recipe edited since); they are left out (`harness report --all` pools them).",
+            "",
+        ]
 
     md += ["## Setup", "", setup_table(runs, spec), ""]
     recipes_md = recipe_table(runs)

@@ -147,8 +147,11 @@ def run_experiment(
     progress: bool = True,
     ray_address: str | None = None,
     on_locked: Callable[[], None] | None = None,
+    retry_failed: bool = False,
 ) -> RunSummary:
     """Run every run of `experiment` not yet stored under results_root/<name>; resumable, one driver at a time.
+
+    retry_failed: also run again the runs stored as `failed` (their new record replaces the old one).
 
     Ctrl-C (or SIGTERM) terminates the running workers and re-raises KeyboardInterrupt; every run
     finished before it is stored, nothing is half-written. `on_locked` runs once the lock is held (e.g. to
@@ -165,6 +168,8 @@ def run_experiment(
             on_locked()
         specs = list({s.run_id: s for s in experiment.runs}.values())
         stored = stored_run_ids(exp_dir)
+        if retry_failed:
+            stored -= failed_run_ids(exp_dir)
         skipped = sum(s.run_id in stored for s in specs)
         reused = reuse_identical_runs(Path(results_root), exp_dir, [s for s in specs if s.run_id not in stored])
         stored |= reused
@@ -183,6 +188,12 @@ def run_experiment(
             driver = _Driver(experiment, exp_dir, be, tracker, summary, progress)
             summary = driver.run(todo)
     return dataclasses.replace(summary, wall_time_s=time.monotonic() - started)
+
+
+def failed_run_ids(exp_dir: Path) -> set[str]:
+    """Ids of the runs stored as `failed` (what --retry-failed runs again)."""
+    runs = load_runs(exp_dir)
+    return set(runs.loc[runs["status"] == "failed", "run_id"])
 
 
 def reuse_identical_runs(results_root: Path, exp_dir: Path, specs: list[RunSpec]) -> set[str]:

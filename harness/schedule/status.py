@@ -37,7 +37,9 @@ def experiment_status(
     slots = slots or estimate_slots(experiment.schedule)
     specs = list({s.run_id: s for s in experiment.runs}.values())
     runs = load_runs(exp_dir)
-    runs = runs[runs["run_id"].isin({s.run_id for s in specs})]
+    mine = runs["run_id"].isin({s.run_id for s in specs})
+    others = int((~mine).sum())
+    runs = runs[mine]
     status_of = dict(zip(runs["run_id"], runs["status"], strict=True))
     timed = runs[runs["status"] == "done"]["wall_time_s"].dropna()
     if timed.empty:
@@ -64,8 +66,19 @@ def experiment_status(
             }
         )
     frame = pd.DataFrame(rows, columns=STATUS_COLUMNS)
-    frame.attrs.update(experiment=experiment.name, slots=slots, driver=is_locked(exp_dir))
+    failed = runs[runs["status"] == "failed"]
+    errors = [
+        (str(r["run_id"]), f"{r['task']}/{r['recipe']}", _first_line(r["error"])) for r in failed.to_dict("records")
+    ]
+    frame.attrs.update(
+        experiment=experiment.name, slots=slots, driver=is_locked(exp_dir), other_runs=others, failed=errors
+    )
     return frame
+
+
+def _first_line(error: object) -> str:
+    text = "" if error is None or pd.isna(error) else str(error)
+    return next((line.strip() for line in text.splitlines() if line.strip()), "(no error recorded)")[:200]
 
 
 def _group(specs: list) -> dict[tuple[str, str], list]:
@@ -90,6 +103,13 @@ def format_status(df: pd.DataFrame) -> str:
         f"ETA {format_seconds(eta) if pd.notna(eta) else '? (no finished run to time yet)'} "
         f"with {df.attrs.get('slots', '?')} slot(s)"
     )
+    failed = df.attrs.get("failed") or []
+    if failed:
+        lines.append(f"failed runs ({len(failed)}; `harness run --retry-failed` runs them again):")
+        lines += [f"  {run_id}  {config}  {error}" for run_id, config, error in failed]
+    others = df.attrs.get("other_runs", 0)
+    if others:
+        lines.append(f"{others} other run(s) in the folder are not this spec's (another scale or an edited spec)")
     driver = df.attrs.get("driver")
     lines.append(
         f"driver running: pid {driver.get('pid')} since {driver.get('started')}" if driver else "no driver running"

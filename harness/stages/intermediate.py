@@ -1,7 +1,8 @@
 """Two-stage recipes: an intermediate-task stage whose encoder starts the target run.
 
 The first stage is a run of its own (same model, the intermediate task, a plain
-recipe), keyed by its own run_id and cached on disk, so the 20 seeds of a target
+recipe), keyed by its own run_id (which carries the intermediate task's data fingerprint and the
+weights', never the target task's) and cached on disk, so the 20 seeds of a target
 configuration share one first stage per first-stage seed (the run's sample_seed)
 instead of training it 20 times.
 """
@@ -37,6 +38,8 @@ def intermediate_spec(spec: RunSpec) -> RunSpec:
     return replace(
         spec,
         task=recipe.intermediate_task,
+        custom_task=None,  # task_def prefers custom_task: keeping the target's would train on its data
+        data_fingerprints=tuple(p for p in spec.data_fingerprints if p[0] == recipe.intermediate_task),
         recipe=stage_recipe,
         init_seed=spec.sample_seed,
         order_seed=spec.sample_seed,

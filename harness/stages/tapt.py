@@ -2,7 +2,8 @@
 
 The stage is keyed like the intermediate-task stage (harness/stages/intermediate.py): a RunSpec of its own whose run_id
 hashes what shapes the TAPT encoder (model, model_layers, task, max_seq_length, tapt_steps, tapt_lr,
-tapt_mlm_probability, batch_size, the text cap) and is seeded by the run's sample_seed, so the seeds of a
+tapt_mlm_probability, batch_size, the text cap, the fingerprints of the task's data and of the weights) and is
+seeded by the run's sample_seed, so the seeds of a
 configuration share one TAPT encoder. It is trained once under a FileLock and cached in
 `<cache>/tapt/<stage run_id>/`; the target run then copies the encoder into its classifier (the pooler,
 which MLM training never touches, stays the checkpoint's) and fine-tunes as usual.
@@ -58,6 +59,7 @@ def tapt_spec(spec: RunSpec) -> RunSpec:
     return replace(
         spec,
         recipe=stage_recipe,
+        data_fingerprints=tuple(p for p in spec.data_fingerprints if p[0] == spec.task),
         init_seed=spec.sample_seed,
         order_seed=spec.sample_seed,
         sample_size=TAPT_MAX_EXAMPLES,

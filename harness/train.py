@@ -1,5 +1,9 @@
 """One seeded fine-tuning run, top to bottom: data, model, optimiser, loop, evals, record.
 
+`fine_tune` is the loop; recipes change it only through their three hooks (harness/recipes/hooks.py), and
+stages (harness/stages/) run before it, handing it encoders through `RunStart`. The pipeline that composes
+the two is harness/pipeline.py (`train_run`, what the scheduler calls).
+
 Seeds (Dodge et al. 2020): `init_seed` draws the new weights (head, re-initialised
 layers), `order_seed` the data order and dropout, `sample_seed` the few-sample
 subset. The same RunSpec gives the same numbers on the same machine.
@@ -11,6 +15,8 @@ import math
 import random
 import resource
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,13 +25,10 @@ from tqdm.auto import tqdm
 
 from harness import data as D
 from harness import recipes
-from harness.models import count_parameters, init_head, load_classifier, load_tokenizer
+from harness.models import count_parameters, load_tokenizer
 from harness.provenance import provenance
-from harness.recipes import cloze
 from harness.records import EvalPoint, RunContext, RunResult, base_row
-from harness.spec import ConfigError, RunSpec
-from harness.stages.intermediate import intermediate_checkpoint
-from harness.stages.tapt import tapt_checkpoint
+from harness.spec import RunSpec
 
 
 def seed_everything(seed: int) -> None:
@@ -109,21 +112,28 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def train_run(spec: RunSpec, ctx: RunContext | None = None) -> RunResult:
-    """Fine-tune once and return the run's record and eval curve (never raises on NaN)."""
-    return fine_tune(spec, ctx or RunContext())[0]
+@dataclass(frozen=True)
+class RunStart:
+    """What the run pipeline hands the loop: stage encoders to load into the fresh model, and their notes."""
+
+    loaders: tuple[Callable[[torch.nn.Module], None], ...] = ()
+    notes: tuple[str, ...] = ()
+    started: float | None = None  # perf_counter() when the run began, its stages included (None: now)
+
+    def load_into(self, model: torch.nn.Module) -> None:
+        for load in self.loaders:
+            load(model)
 
 
-def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Module]:
-    """The run itself; also returns the trained model (for staged recipes)."""
-    started = time.perf_counter()
+def fine_tune(spec: RunSpec, ctx: RunContext, start: RunStart = RunStart()) -> tuple[RunResult, torch.nn.Module]:
+    """One run, top to bottom (never raises on NaN); also returns the trained model (a stage keeps its encoder)."""
+    started = time.perf_counter() if start.started is None else start.started
     if ctx.threads:
         torch.set_num_threads(ctx.threads)
     device = torch.device(ctx.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    task = spec.task_def
-    recipe = spec.recipe
+    task, recipe = spec.task_def, spec.recipe
 
     # Data: few-sample subset by sample_seed; eval halves by the fixed split seed.
     full_train = D.load_split(task, "train", ctx.data_dir)
@@ -133,82 +143,51 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
     majority_val = 100.0 * D.majority_baseline(task, train_examples, splits.val)
     majority_test = 100.0 * D.majority_baseline(task, train_examples, splits.test) if splits.test else math.nan
 
-    # Model: pre-trained body (or the intermediate-task / TAPT encoder), head drawn from init_seed;
-    # cloze (PET) instead scores verbalisers with the MLM head: no new head, the pattern in the tokenizer.
+    # Model: the recipe builds it (pre-trained body, stage encoders, head from init_seed, its changes).
     tokenizer = load_tokenizer(spec.model)
     seed_everything(spec.init_seed)  # any weights the checkpoint lacks are drawn from init_seed too
-    stage_notes: list[str] = []
-    if recipe.cloze:
-        model, note = cloze.load_cloze_model(spec.model, task, tokenizer, spec.model_layers, recipe.tapt_steps)
-        tokenizer = cloze.ClozeTokenizer(tokenizer, task)
-        stage_notes.append(note)
-    else:
-        model = load_classifier(spec.model, task.num_labels, spec.model_layers)
-    if recipe.intermediate_task is not None:
-        intermediate_checkpoint(spec, ctx).load_encoder_into(model)
-    if recipe.tapt_steps > 0:
-        tapt = tapt_checkpoint(spec, ctx)
-        tapt.load_into(model)
-        stage_notes.append(tapt.note)
-    if not recipe.cloze:
-        init_head(model, spec.init_seed)
-    model = recipes.prepare_model(model, recipe, init_seed=spec.init_seed)
+    built = recipes.build_model(spec, tokenizer, start.load_into)
+    model, tokenizer = built.model, built.tokenizer
     model.to(device)
     model.train()
-
     train_set = Encoded(tokenizer, train_examples, spec.max_seq_length, task.is_regression)
     val_set = Encoded(tokenizer, list(splits.val), spec.max_seq_length, task.is_regression)
     test_set = Encoded(tokenizer, list(splits.test), spec.max_seq_length, task.is_regression) if splits.test else None
 
+    # Optimiser and lr schedule: the recipe's, one pair per LP-FT phase.
     total_steps = recipes.total_training_steps(recipe, len(train_set))
-    if recipe.head_warmup_steps >= total_steps:
-        raise ConfigError(
-            f"recipe '{recipe.name}': head_warmup_steps = {recipe.head_warmup_steps} but the run has only "
-            f"{total_steps} updates; use fewer warm-up steps or train longer"
-        )
-    optimizer = recipes.build_optimizer(model, recipe)
-    scheduler = recipes.build_lr_scheduler(optimizer, recipe, total_steps)
+    updates = recipes.Updates(model, recipe, total_steps)
     seed_everything(spec.order_seed)  # dropout masks
     order = batch_order(len(train_set), recipe.batch_size, total_steps, torch.Generator().manual_seed(spec.order_seed))
     evals_at = set(eval_steps(total_steps, spec.num_evals))
     micro = min(ctx.micro_batch_size or recipe.batch_size, recipe.batch_size)
 
+    # The loop: gradient accumulation over micro-batches; the recipe's loss (R3F) through its hook.
     curve: list[dict[str, Any]] = []
     losses: list[float] = []
     status, window, tokens_seen = "done", [], 0
     bar = tqdm(total=total_steps, desc=spec.run_id, disable=not ctx.progress, leave=False)
     step = 0
     for step, indices in enumerate(order, start=1):
-        if recipes.set_trainable_phase(model, recipe, step - 1):  # LP-FT: head phase, then everything
-            optimizer = recipes.build_optimizer(model, recipe)
-            in_head_phase = step - 1 < recipe.head_warmup_steps
-            phase_steps = recipe.head_warmup_steps if in_head_phase else total_steps - step + 1
-            scheduler = recipes.build_lr_scheduler(optimizer, recipe, phase_steps)
+        updates.begin(step - 1)
         step_loss = 0.0
-        for start in range(0, len(indices), micro):
-            chunk = indices[start : start + micro]
+        for first in range(0, len(indices), micro):
+            chunk = indices[first : first + micro]
             batch = {k: v.to(device) for k, v in train_set.batch(chunk).items()}
             tokens_seen += int(batch["attention_mask"].sum())
-            outputs = model(**batch)
-            loss = outputs.loss
-            extra = recipes.regularization_loss(model, batch, outputs.logits, recipe)
-            if extra is not None:
-                loss = loss + extra
-            loss = loss * (len(chunk) / len(indices))
+            loss = recipes.training_loss(model, batch, recipe) * (len(chunk) / len(indices))
             loss.backward()
             step_loss += float(loss.detach())
         if not math.isfinite(step_loss):
             status = "diverged"
             losses.append(step_loss)
             break
-        if recipe.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        updates.apply()
         losses.append(step_loss)
         window.append(step_loss)
         bar.update(1)
+
+        # Evaluate: both eval halves; the scheduler may stop the run here (early stopping).
         if step in evals_at:
             point = {
                 "eval_index": len(curve),
@@ -230,6 +209,7 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
                 break
     bar.close()
 
+    # Record: scores under the selection rule, cost, provenance.
     row = summarize_run(spec, curve, losses, status, total_steps)
     n_params = count_parameters(model)
     eval_tokens = (val_set.tokens() + (test_set.tokens() if test_set else 0)) * len(curve)
@@ -246,7 +226,7 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
         attempts=1,
         device=str(device),
         provenance=provenance(device, str(D.resolve_data_dir(ctx.data_dir) or "")),
-        notes="; ".join(n for n in (*stage_notes, recipes.run_notes(model, recipe)) if n),
+        notes="; ".join(n for n in (*built.notes, *start.notes, recipes.run_notes(model, recipe)) if n),
     )
     return RunResult(row, curve), model
 

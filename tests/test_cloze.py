@@ -13,10 +13,11 @@ import torch.nn.functional as F
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertModel
 
 from harness.config import ConfigError, Recipe, RunSpec, validate_run
+from harness.pipeline import train_run
 from harness.recipes import cloze
 from harness.records import RunContext
 from harness.tasks import TASKS
-from harness.train import Encoded, train_run
+from harness.train import Encoded
 
 RTE = TASKS["rte"]
 # The tiny model's vocabulary is characters: a variant of RTE whose verbalisers are one token there.

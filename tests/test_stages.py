@@ -11,9 +11,9 @@ from safetensors.torch import load_file
 
 from harness.config import Recipe, RunSpec
 from harness.models import load_classifier
+from harness.pipeline import train_run
 from harness.records import RunContext
 from harness.stages import intermediate as stages
-from harness.train import train_run
 
 
 def _spec(model_dir: Path, **recipe) -> RunSpec:

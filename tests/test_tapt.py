@@ -12,11 +12,11 @@ from transformers import AutoTokenizer
 
 from harness.config import Recipe, RunSpec
 from harness.models import load_classifier
+from harness.pipeline import train_run
 from harness.recipes.cloze import load_cloze_model
 from harness.records import RunContext
 from harness.stages import tapt
 from harness.tasks import TASKS
-from harness.train import train_run
 
 
 @pytest.fixture(scope="module")

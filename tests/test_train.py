@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from harness.config import Recipe, RunSpec
+from harness.pipeline import train_run
 from harness.records import RunContext
-from harness.train import batch_order, eval_steps, train_run
+from harness.train import batch_order, eval_steps
 
 
 def _spec(model_dir: Path, **changes) -> RunSpec:

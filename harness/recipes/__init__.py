@@ -1,20 +1,20 @@
-"""Fine-tuning recipes from Zhang et al. 2021, Mosbach et al. 2021, Dodge et al. 2020 (and R3F, LP-FT).
+"""Fine-tuning recipes from Zhang et al. 2021, Mosbach et al. 2021, Dodge et al. 2020 (and R3F, LP-FT, PET).
 
-Each piece is a small function the training loop calls, in this order:
+The training loop reaches them through three hooks (hooks.py), in this order:
 
-    init_head(model, init_seed)                       # new head from the init seed
-    model = prepare_model(model, recipe, init_seed=...)   # dropout, re-init, Mixout, BitFit / LoRA
-    total = total_training_steps(recipe, n_train)
-    optimizer = build_optimizer(model, recipe)        # AdamW / BERTAdam, WD, prior WD, LLRD groups
-    scheduler = build_lr_scheduler(optimizer, recipe, total)
+    built = build_model(spec, tokenizer, load_stages)  # cloze or classifier, stage encoders, head from init_seed,
+                                                       # then prepare_model: dropout, re-init, Mixout, BitFit / LoRA
+    updates = Updates(model, recipe, total)            # AdamW / BERTAdam, WD, prior WD, LLRD groups, warm-up + decay
     for step in range(total):
-        if set_trainable_phase(model, recipe, step):  # LP-FT head warm-up
-            optimizer = build_optimizer(model, recipe); scheduler = build_lr_scheduler(...)
-        loss = model(**batch).loss (+ regularization_loss(model, batch, logits, recipe) when not None)
-        ...
+        updates.begin(step)                            # LP-FT head warm-up: new optimiser at a phase change
+        loss = training_loss(model, batch, recipe)     # model loss (+ R3F penalty)
+        loss.backward(); updates.apply()               # clip, step, schedule, zero_grad
+
+Each piece behind them is a small function with its own test (optim.py, llrd.py, reinit.py, mixout.py, ...).
 """
 
 from harness.recipes.head_warmup import phase_at, set_trainable_phase
+from harness.recipes.hooks import BuiltModel, Updates, build_model, training_loss
 from harness.recipes.llrd import parameter_groups
 from harness.recipes.mixout import MixoutLinear, apply_mixout
 from harness.recipes.optim import AdamW, build_optimizer
@@ -25,9 +25,12 @@ from harness.recipes.schedule import build_lr_scheduler, linear_warmup_decay, to
 
 __all__ = [
     "AdamW",
+    "BuiltModel",
     "MixoutLinear",
+    "Updates",
     "apply_mixout",
     "build_lr_scheduler",
+    "build_model",
     "build_optimizer",
     "init_head",
     "linear_warmup_decay",
@@ -41,4 +44,5 @@ __all__ = [
     "set_trainable_phase",
     "symmetric_kl",
     "total_training_steps",
+    "training_loss",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 _EXPORTS = {
     "run_experiment": "core",
     "RunSummary": "core",
-    "ScheduleError": "core",
+    "ScheduleError": "backend",
     "experiment_status": "status",
     "format_status": "status",
     "ExperimentLocked": "lock",

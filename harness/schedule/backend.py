@@ -14,6 +14,10 @@ from harness.records import EvalPoint, RunResult
 from harness.spec import RunSpec
 
 
+class ScheduleError(RuntimeError):
+    """A scheduler set-up problem (backend, train function); the message names the fix."""
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One try at one run: the spec, the try number (1-based) and how to execute it."""

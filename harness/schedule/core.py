@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from harness.records import base_row, failed_row
-from harness.schedule.backend import Attempt, Backend, Crashed, Evaluated, Finished, Message, Started
+from harness.schedule.backend import (
+    Attempt,
+    Backend,
+    Crashed,
+    Evaluated,
+    Finished,
+    Message,
+    ScheduleError,
+    Started,
+)
 from harness.schedule.early_stop import Decision, RungTracker, rung_score_of_curve
 from harness.schedule.lock import ExperimentLock
 from harness.schedule.progress import Progress
@@ -36,10 +45,6 @@ from harness.store import (
     write_events,
     write_run,
 )
-
-
-class ScheduleError(RuntimeError):
-    """A scheduler set-up problem (backend, train function); the message names the fix."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ def run_experiment(
     results_root: str | Path = "results",
     *,
     backend: str | None = None,
-    train_fn: str = "harness.train:train_run",
+    train_fn: str = "harness.pipeline:train_run",
     data_dir: str | None = None,
     max_workers: int | None = None,
     progress: bool = True,

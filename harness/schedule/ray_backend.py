@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from harness.schedule.backend import Attempt, Backend, Crashed, Message, Started
+from harness.schedule.backend import Attempt, Backend, Crashed, Message, ScheduleError, Started
 from harness.schedule.worker import is_oom, run_attempt, thread_env
 
 try:
@@ -84,8 +84,6 @@ class RayBackend(Backend):
         max_workers: int | None = None,
     ):
         if ray is None:
-            from harness.schedule.core import ScheduleError
-
             raise ScheduleError("backend 'ray' needs Ray: pip install 'harness[ray]' (or choose --backend local)")
         self.train_fn = train_fn
         self.ctx_fields = dict(ctx_fields)

@@ -17,6 +17,7 @@ import torch
 from harness.records import RunContext
 from harness.spec import Recipe, RunSpec
 from harness.stages.cache import cache_root, load_encoder, save_encoder_once
+from harness.train import fine_tune
 
 
 def intermediate_spec(spec: RunSpec) -> RunSpec:
@@ -59,15 +60,20 @@ class EncoderCheckpoint:
         """Copy the stage-1 encoder (embeddings, layers, pooler) into `model`; the head stays new."""
         load_encoder(model, self.path, "intermediate-stage encoder")
 
+    def load_into(self, model: torch.nn.Module) -> None:
+        self.load_encoder_into(model)
+
+    @property
+    def note(self) -> str:
+        return ""  # the target run's spec already names the intermediate task
+
 
 def intermediate_checkpoint(spec: RunSpec, ctx: RunContext) -> EncoderCheckpoint:
     """Train (once) or load the cached first-stage encoder of `spec`."""
-    from harness.train import fine_tune  # the stage is an ordinary run
-
     stage = intermediate_spec(spec)
     folder = cache_root(ctx) / "stages" / stage.run_id
 
-    def train() -> tuple[torch.nn.Module, dict]:
+    def train() -> tuple[torch.nn.Module, dict]:  # the stage is an ordinary run
         result, model = fine_tune(stage, replace(ctx, on_eval=None, progress=False))
         if result.run["status"] != "done":
             raise RuntimeError(f"intermediate stage {stage.run_id} ({stage.task}) ended {result.run['status']}")

@@ -29,9 +29,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from harness import data as D
+from harness import recipes
+from harness.models import load_tokenizer
+from harness.recipes.cloze import cloze_head_note, is_cloze_model, load_masked_lm
 from harness.records import RunContext
 from harness.spec import Recipe, RunSpec
 from harness.stages.cache import cache_root, load_encoder, save_encoder_once
+from harness.train import Encoded, batch_order, seed_everything
 
 TAPT_MAX_EXAMPLES = 20_000
 TAPT_WARMUP_RATIO = 0.06
@@ -96,8 +101,6 @@ def mask_tokens(
 
 def tapt_examples(stage: RunSpec, data_dir: str | None) -> list:
     """The unlabelled text: the task's full training split, capped at stage.sample_size by the stage seed."""
-    from harness import data as D
-
     examples = D.load_split(stage.task_def, "train", data_dir)
     cap = stage.sample_size or len(examples)
     if len(examples) > cap:
@@ -107,11 +110,6 @@ def tapt_examples(stage: RunSpec, data_dir: str | None) -> list:
 
 def train_tapt(stage: RunSpec, ctx: RunContext) -> tuple[torch.nn.Module, dict]:
     """MLM training of `stage`; returns the masked LM and a summary for the stage record."""
-    from harness import recipes
-    from harness.models import load_tokenizer
-    from harness.recipes.cloze import cloze_head_note, load_masked_lm
-    from harness.train import Encoded, batch_order, seed_everything
-
     started = time.perf_counter()
     recipe = stage.recipe
     device = torch.device(ctx.device)
@@ -183,8 +181,6 @@ class TaptCheckpoint:
 
     def load_into(self, model: torch.nn.Module) -> None:
         """Copy the TAPT encoder into `model` (the pooler stays); a cloze model also gets the TAPT MLM head."""
-        from harness.recipes.cloze import is_cloze_model
-
         load_encoder(model, self.folder / "encoder.safetensors", "TAPT encoder", optional=("pooler.",))
         if is_cloze_model(model):
             _, unexpected = model.load_state_dict(load_file(self.folder / "head.safetensors"), strict=False)

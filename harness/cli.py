@@ -1,4 +1,4 @@
-"""`harness run|status|analyze|report|reproduce|bench`: the command line over the library.
+"""`harness run|status|analyze|report|reproduce|import|bench`: the command line over the library.
 
 Experiments are named by their TOML file; `analyze` and `report` also take the
 experiment's name and then read only the store under results/<name>/.
@@ -86,8 +86,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.schedule import run_experiment
 
     experiment = _load(args.experiment, args.scale)
-    preflight(experiment, args.data_dir or experiment.data_dir)
     root = _results_root(args)
+    _refuse_imported(root / experiment.name)
+    preflight(experiment, args.data_dir or experiment.data_dir)
     _remember_spec(experiment, root / experiment.name, args.scale)
     summary = run_experiment(
         experiment,
@@ -102,10 +103,55 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_imported(exp_dir: Path) -> None:
+    from harness.importer import is_imported
+
+    if is_imported(exp_dir):
+        raise CliError(f"{exp_dir} holds imported runs (harness import); there is nothing to run: use another name")
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from harness.importer import ImportOptions, import_runs, parse_assignments
+
+    thresholds = parse_assignments(args.threshold or [], "--threshold")
+    try:
+        bars = {task: float(value) for task, value in thresholds.items()}
+    except ValueError:
+        raise CliError(f"--threshold {thresholds}: each value must be a number (x100), e.g. rte=52.7") from None
+    options = ImportOptions(
+        name=args.name,
+        mapping=parse_assignments(args.map or [], "--map"),
+        select=args.select,
+        missing=args.missing,
+        thresholds=bars,
+        model=args.model,
+        metric=args.metric,
+        score_scale=args.score_scale,
+        curves=args.curves,
+        paper=args.paper,
+        data_dir=args.data_dir,
+    )
+    root = _results_root(args)
+    exp_dir = root / args.name
+    if (exp_dir / "runs").is_dir() and (exp_dir / SPEC_META).is_file():
+        from harness.importer import is_imported
+
+        if not is_imported(exp_dir):
+            raise CliError(f"{exp_dir} holds runs of a native experiment; import under another --name")
+    print(import_runs(args.file, root, options))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    from harness.importer import imported_status, is_imported
     from harness.schedule import experiment_status, format_status
 
+    if not args.experiment.endswith(".toml"):  # a name under the results root
+        args.experiment = str(_results_root(args) / args.experiment / SPEC_COPY)
     experiment = _load(args.experiment, args.scale)
+    if is_imported(_results_root(args) / experiment.name):
+        print(format_status(imported_status(_results_root(args) / experiment.name)))
+        return 0
     print(format_status(experiment_status(experiment, _results_root(args))))
     return 0
 
@@ -182,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", help="done / failed / diverged / stopped / pending per recipe")
-    with_experiment(status)
+    with_experiment(status)  # also a name under the results root (e.g. an imported experiment)
     status.set_defaults(func=cmd_status)
 
     analyze = sub.add_parser("analyze", help="statistics from the store -> results/<name>/analysis/")
@@ -208,6 +254,21 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--baseline")
     reproduce.set_defaults(func=cmd_reproduce)
 
+    imp = sub.add_parser("import", help="external run logs (CSV/TSV/JSONL/Parquet) -> results/<name>/ as runs")
+    imp.add_argument("file", help="one row per run (or per run and measure): task, recipe, seed, score, ...")
+    imp.add_argument("--name", required=True, help="experiment name (folder under the results root)")
+    imp.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="name a column's field (repeatable)")
+    imp.add_argument("--curves", help="eval curves file: task, recipe, seed, step, val_metric per row")
+    imp.add_argument("--select", choices=["best", "final"], help="score = best or final checkpoint (if both given)")
+    imp.add_argument("--missing", choices=["diverged", "failed", "drop"], help="what a missing/NaN score means")
+    imp.add_argument("--threshold", action="append", metavar="TASK=VALUE", help="degenerate bar (x100) per task")
+    imp.add_argument("--model", help="model name when the file has no model column")
+    imp.add_argument("--metric", help="metric name when the file has none and the task is not built in")
+    imp.add_argument("--score-scale", default="auto", choices=["auto", "1", "100"], help="auto: [-1,1] means x100")
+    imp.add_argument("--paper", help="TOML with [paper] (+ degenerate_threshold, recipes order, baseline)")
+    imp.add_argument("--data-dir", help="GLUE folder for built-in tasks' majority baselines")
+    imp.set_defaults(func=cmd_import)
+
     bench = sub.add_parser("bench", help="run the benchmarks (tables under results/bench/)")
     bench.set_defaults(func=cmd_bench)
     return parser
@@ -216,10 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from harness.data import DataError
+    from harness.importer import ImportFileError
     from harness.models import ModelError
     from harness.store import StoreError
 
-    known: tuple[type[Exception], ...] = (ConfigError, DataError, ModelError, StoreError, CliError)
+    known: tuple[type[Exception], ...] = (ConfigError, DataError, ModelError, StoreError, CliError, ImportFileError)
     try:
         from harness.schedule import ExperimentLocked
 

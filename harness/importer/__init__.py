@@ -284,8 +284,7 @@ def _placeholder_task(task: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     metric = metric if metric in METRICS else "accuracy"
     entry: dict[str, Any] = {"folder": f"(imported: no data for {task})", "text_columns": ["text"],
                              "label_column": "label", "metric": metric}  # fmt: skip
-    if metric not in ("spearman", "pearson"):
-        entry["labels"] = ["0", "1"]
+    entry["labels"] = [] if metric in ("spearman", "pearson") else ["0", "1"]
     return entry
 
 

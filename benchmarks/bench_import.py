@@ -40,7 +40,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runs_csv, curves_csv = write_runs_csv(Path(tmp), seeds=args.seeds)
         results = str(Path(tmp) / "results")
-        n_rows = sum(1 for _ in open(runs_csv)) - 1
+        n_rows = len(runs_csv.read_text().splitlines()) - 1
         import_cmd = [*harness, "--results", results, "import", str(runs_csv), "--name", "theirs", "--curves",
                       str(curves_csv), "--map", "dev_best=best", "--map", "dev_last=last", "--select", "best",
                       "--missing", "diverged"]  # fmt: skip

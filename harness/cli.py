@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run every seeded run not yet stored (resumable)")
     with_experiment(run)
-    run.add_argument("--backend", choices=["local", "ray"], help="override the experiment's backend")
+    run.add_argument("--backend", choices=["local", "ray", "slurm"], help="override the experiment's backend")
     run.add_argument("--data-dir", help="GLUE data folder (default: $HARNESS_DATA_DIR, else the hub)")
     run.add_argument("--workers", type=int, help="parallel runs (default: GPUs x runs_per_gpu, or CPU slots)")
     run.add_argument("--ray-address", help="Ray cluster address (default: start a local one)")
@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce = sub.add_parser("reproduce", help="run and report every experiment of a paper")
     reproduce.add_argument("paper", help="folder under experiments/, e.g. zhang2021")
     reproduce.add_argument("--scale", default="cpu", help="cpu (default) or paper")
-    reproduce.add_argument("--backend", choices=["local", "ray"])
+    reproduce.add_argument("--backend", choices=["local", "ray", "slurm"])
     reproduce.add_argument("--data-dir")
     reproduce.add_argument("--workers", type=int)
     reproduce.add_argument("--ray-address")

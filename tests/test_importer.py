@@ -40,7 +40,9 @@ def test_rows_become_complete_native_parts(tmp_path: Path, small: tuple[Path, Pa
     assert runs[REQUIRED].notna().all().all()
     source = pd.read_csv(small[0])
     empty = source["dev_best"].isna()
-    assert (runs["status"] == "diverged").sum() == empty.sum() and runs.loc[runs.status == "diverged", "score"].isna().all()
+    assert (runs["status"] == "diverged").sum() == empty.sum() and runs.loc[
+        runs.status == "diverged", "score"
+    ].isna().all()
     row = runs[(runs.task == "rte") & (runs.recipe == "reinit") & (runs.init_seed == 2)].iloc[0]
     src = source[(source.task == "rte") & (source.condition == "reinit") & (source.seed == 2)].iloc[0]
     assert row.score == pytest.approx(src.dev_best) and row.val_final == pytest.approx(src.dev_last)
@@ -110,7 +112,7 @@ def test_missing_scores_must_be_explained(tmp_path: Path, small: tuple[Path, Pat
 
 
 def test_best_or_final_is_an_explicit_choice(tmp_path: Path, small: tuple[Path, Path]) -> None:
-    with pytest.raises(ImportFileError, match="both best and final.*--select best|final"):
+    with pytest.raises(ImportFileError, match=r"both best and final.*--select best\|final"):
         import_runs(small[0], tmp_path, _opts(select=None))
     final = load_runs(import_runs(small[0], tmp_path, _opts("f", select="final")).exp_dir)
     done = final[final.status == "done"]

@@ -1,4 +1,4 @@
-"""`harness run|status|analyze|report|reproduce|import|bench`: the command line over the library.
+"""`harness run|status|analyze|report|reproduce|import|export|bench`: the command line over the library.
 
 Experiments are named by their TOML file; `analyze` and `report` also take the
 experiment's name and then read only the store under results/<name>/.
@@ -142,6 +142,19 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from harness.export import ExportError, export_runs
+
+    exp_dir, _ = resolve_experiment_dir(args.experiment, _results_root(args))
+    try:
+        path, table = export_runs(exp_dir, args.format, args.out)
+    except ExportError as exc:
+        raise CliError(str(exc)) from None
+    print(f"{len(table)} run(s), {len(table.columns)} column(s) written to {path}")
+    print("columns: " + ", ".join(table.columns))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from harness.importer import imported_status, is_imported
     from harness.schedule import experiment_status, format_status
@@ -268,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--paper", help="TOML with [paper] (+ degenerate_threshold, recipes order, baseline)")
     imp.add_argument("--data-dir", help="GLUE folder for built-in tasks' majority baselines")
     imp.set_defaults(func=cmd_import)
+
+    export = sub.add_parser("export", help="one flat table of runs with their spec columns (CSV or Parquet)")
+    export.add_argument("experiment", help="experiment TOML file or name")
+    export.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    export.add_argument("--out", help="output file (default: results/<name>/export/runs.<format>)")
+    export.set_defaults(func=cmd_export)
 
     bench = sub.add_parser("bench", help="run the benchmarks (tables under results/bench/)")
     bench.set_defaults(func=cmd_bench)

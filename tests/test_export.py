@@ -21,8 +21,9 @@ def _store(root: Path) -> Path:
     exp_dir = root / "demo"
     for seed, recipe in ((1, Recipe("standard")), (2, Recipe("standard")), (1, Recipe("reinit", reinit_layers=2))):
         spec = RunSpec(task="rte", model="packaged", recipe=recipe, init_seed=seed, order_seed=seed, experiment="demo")
+        prov = json.dumps({"git_sha": "abc", "torch": "2.13"})
         row = {**base_row(spec), "status": "done", "metric": "accuracy", "score": 60.0 + seed, "steps_done": 10,
-               "total_steps": 10, "attempts": 1, "provenance": json.dumps({"git_sha": "abc", "torch": "2.13"})}  # fmt: skip
+               "total_steps": 10, "attempts": 1, "provenance": prov}  # fmt: skip
         write_run(exp_dir, row, [{"eval_index": 0, "step": 10, "fraction": 1.0, "val_metric": 60.0 + seed}])
     return exp_dir
 

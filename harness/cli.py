@@ -133,11 +133,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     )
     root = _results_root(args)
     exp_dir = root / args.name
-    if (exp_dir / "runs").is_dir() and (exp_dir / SPEC_META).is_file():
-        from harness.importer import is_imported
+    from harness.importer import is_imported
 
-        if not is_imported(exp_dir):
-            raise CliError(f"{exp_dir} holds runs of a native experiment; import under another --name")
+    if (exp_dir / "runs").is_dir() and any((exp_dir / "runs").iterdir()) and not is_imported(exp_dir):
+        raise CliError(f"{exp_dir} holds runs of a native experiment; import under another --name")
     print(import_runs(args.file, root, options))
     return 0
 

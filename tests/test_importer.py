@@ -219,4 +219,8 @@ def test_cli_import_flags(tmp_path: Path, small, capsys) -> None:
     assert "each value must be a number" in capsys.readouterr().err
     assert main([*args[:3], str(tmp_path / "missing.csv"), *args[4:]]) == 2
     assert "missing.csv: file not found" in capsys.readouterr().err
+    (tmp_path / "native" / "runs").mkdir(parents=True)
+    (tmp_path / "native" / "runs" / "abc.parquet").write_bytes(b"")
+    assert main([*args[:5], "native", *args[6:]]) == 2  # never mixed into a native experiment
+    assert "holds runs of a native experiment" in capsys.readouterr().err
     assert math.isfinite(load_runs(tmp_path / "cli")["score"].max())

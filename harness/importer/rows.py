@@ -109,8 +109,6 @@ def _recipe_value(value: Any) -> Any:
         except ValueError:
             return value
         return int(number) if number.is_integer() and "." not in value and "e" not in low else number
-    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
-        return value
     return value.item() if hasattr(value, "item") else value
 
 

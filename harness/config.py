@@ -23,6 +23,7 @@ from harness.spec import (
     EVAL_PROTOCOLS,
     NOISE_KINDS,
     SELECT_MODES,
+    SLURM_CLUSTERS,
     SPEC_VERSION,
     ConfigError,
     EarlyStopPolicy,
@@ -30,6 +31,7 @@ from harness.spec import (
     Recipe,
     RunSpec,
     SchedulePolicy,
+    SlurmPolicy,
     run_id_of,
     task_from_dict,
 )
@@ -333,6 +335,7 @@ def parse_experiment(
             "line (`harness run --ray-address ADDRESS`) or in the environment ($RAY_ADDRESS)"
         )
     early = data.get("early_stop", schedule_raw.pop("early_stop", None))
+    slurm = _slurm_policy(schedule_raw.pop("slurm", {}), where)
     early_policy = None
     if early is not None and not isinstance(early, Mapping):
         raise ConfigError(f"{where}: 'early_stop' must be a table, e.g. [early_stop] at = 0.25, keep = 0.5")
@@ -350,7 +353,7 @@ def parse_experiment(
             raise ConfigError(f"{where}: 'schedule.{key}' = {getattr(schedule, key)}; must be >= 1")
     if schedule.max_retries < 0:
         raise ConfigError(f"{where}: 'schedule.max_retries' = {schedule.max_retries}; must be >= 0")
-    schedule = dataclasses.replace(schedule, early_stop=early_policy)
+    schedule = dataclasses.replace(schedule, early_stop=early_policy, slurm=slurm)
 
     thresholds = data.get("degenerate_threshold", {})
     if not isinstance(thresholds, Mapping) or not all(
@@ -385,6 +388,27 @@ def _with_fingerprints(runs: list[RunSpec], data_dir: str | None) -> list[RunSpe
         model = models.get(spec.model) or models.setdefault(spec.model, model_fingerprint(spec.model))
         out.append(dataclasses.replace(spec, data_fingerprints=prints, model_fingerprint=model))
     return out
+
+
+def _slurm_policy(raw: Any, where: str) -> SlurmPolicy:
+    """[schedule.slurm]: validated here so a typo fails before anything is queued."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: 'schedule.slurm' must be a table, e.g. [schedule.slurm] partition = \"gpu\"")
+    policy = _build(SlurmPolicy, raw, f"{where} [schedule.slurm]")
+    for key, low in (("time_min", 1), ("gpus_per_run", 0), ("cpus_per_run", 1), ("max_jobs", 1), ("max_requeues", 0)):
+        if getattr(policy, key) < low:
+            raise ConfigError(f"{where}: 'schedule.slurm.{key}' = {getattr(policy, key)}; must be >= {low}")
+    if policy.mem_gb is not None and policy.mem_gb <= 0:
+        raise ConfigError(f"{where}: 'schedule.slurm.mem_gb' = {policy.mem_gb}; must be > 0 or omitted")
+    for key in ("partition", "account", "qos", "constraint"):
+        value = getattr(policy, key)
+        if value is not None and not value.strip():
+            raise ConfigError(f"{where}: 'schedule.slurm.{key}' is empty; give a name or omit it")
+    if policy.cluster not in SLURM_CLUSTERS:
+        raise ConfigError(
+            f"{where}: 'schedule.slurm.cluster' = {policy.cluster!r}; allowed: {', '.join(SLURM_CLUSTERS)}"
+        )
+    return policy
 
 
 _TASK_FORMATS = ("csv", "tsv", "jsonl")

@@ -61,5 +61,8 @@ def recorded_data_dir(exp_dir: Path, scale: str | None = None) -> str | None:
 def recorded_run_ids(exp_dir: Path, scale: str | None = None) -> frozenset[str] | None:
     """The run ids `harness run` recorded for `scale` (default: the last run's), or None if none were."""
     meta = read_meta(exp_dir)
+    imported = meta.get("imported")
+    if isinstance(imported, dict):  # `harness import` wrote these runs: its record is the scope, at any scale
+        return frozenset(imported.get("run_ids", []))
     recorded = meta.get("scales", {}).get(scale or meta.get("scale") or DEFAULT_SCALE)
     return frozenset(recorded["run_ids"]) if recorded else None

@@ -35,7 +35,8 @@ SPEC_VERSION = 2
 EVAL_PROTOCOLS = ("dev", "heldout")
 SELECT_MODES = ("best", "final")
 NOISE_KINDS = ("uniform", "normal")
-BACKENDS = ("local", "ray")
+BACKENDS = ("local", "ray", "slurm")
+SLURM_CLUSTERS = ("slurm", "local")
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,24 @@ class EarlyStopPolicy:
 
 
 @dataclass(frozen=True)
+class SlurmPolicy:
+    """[schedule.slurm]: how each attempt is submitted through submitit (one job per run, or an array per config)."""
+
+    partition: str | None = None
+    time_min: int = 60  # wall-clock limit of one job, minutes
+    gpus_per_run: int = 1  # 0: CPU jobs
+    cpus_per_run: int = 2
+    mem_gb: float | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    max_jobs: int = 64  # jobs queued or running at once (the driver's slots)
+    array: bool = False  # one job array per configuration instead of one job per run
+    max_requeues: int = 3  # timeouts requeued; preemptions are always requeued
+    cluster: str = "slurm"  # "local": submitit's local executor (a workstation, or tests)
+
+
+@dataclass(frozen=True)
 class SchedulePolicy:
     backend: str = "local"
     runs_per_gpu: int = 1
@@ -273,6 +292,7 @@ class SchedulePolicy:
     max_retries: int = 2
     oom_halve_batch: bool = True
     early_stop: EarlyStopPolicy | None = None
+    slurm: SlurmPolicy = field(default_factory=SlurmPolicy)
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def test_spec_json_round_trip():
         ({"seeds": [1, 1]}, "repeats a seed"),
         ({"eval_protocol": "test"}, "'eval_protocol' = 'test'; allowed: dev, heldout"),
         ({"model_layers": 2, "recipes": {"a": {"reinit_layers": 3}}}, "reinit_layers = 3 but the model keeps only"),
-        ({"schedule": {"backend": "slurm"}}, "'schedule.backend' = 'slurm'"),
+        ({"schedule": {"backend": "pbs"}}, "'schedule.backend' = 'pbs'"),
         ({"early_stop": {"at": 1.5}}, "'early_stop.at' = 1.5"),
         ({"recipes": {"a": {"llrd": 1.5}}}, "'llrd' = 1.5; must be in (0, 1]"),
     ],

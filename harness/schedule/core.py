@@ -121,6 +121,17 @@ def make_backend(
             threads_per_run=policy.threads_per_run,
             max_workers=max_workers,
         )
+    if name == "slurm":
+        from harness.schedule.slurm_backend import SlurmBackend
+
+        return SlurmBackend(
+            train_fn,
+            ctx_fields,
+            folder=Path(ctx_fields["cache_dir"]).parent / experiment.name / "slurm",
+            policy=policy.slurm,
+            threads_per_run=policy.threads_per_run,
+            max_workers=max_workers,
+        )
     raise ScheduleError(f"backend {name!r} is unknown; allowed: {', '.join(BACKENDS)}")
 
 

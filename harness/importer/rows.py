@@ -1,0 +1,378 @@
+"""File rows -> store rows: validation, identity, scores, statuses, degenerate bars; curves beside them."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from harness.importer.files import ImportFileError, read_table, row_label
+from harness.importer.schema import (
+    CURVE_ALIASES,
+    CURVE_FIELDS,
+    FIELDS,
+    RECIPE_FIELDS,
+    canonical_columns,
+)
+from harness.spec import Recipe
+from harness.store import RUN_STATUSES
+from harness.tasks import TASKS
+
+REGRESSION_METRICS = ("spearman", "pearson")
+_INT_FIELDS = ("best_step", "steps_done", "total_steps")
+_FLOAT_FIELDS = ("epochs_done", "loss_first", "loss_last", "loss_min", "loss_mean", "wall_time_s", "peak_mem_mb",
+                 "flops")  # fmt: skip
+_SCORE_FIELDS = ("score", "val_best", "val_final", "test_best", "test_final", "majority")
+
+
+@dataclass
+class Built:
+    """What the rows of one file became."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    dropped: int = 0
+    bars: dict[str, str] = field(default_factory=dict)  # task -> source of its degenerate bar
+    recipe_fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # recipe -> fields equal in all rows
+    factor: float = 1.0  # x100 applied to fractional scores
+
+
+def run_id_of_identity(identity: Mapping[str, Any]) -> str:
+    """An imported run's id: a hash of its identity fields, prefixed so it never equals a native id."""
+    text = json.dumps({"imported": dict(identity)}, sort_keys=True, separators=(",", ":"), default=str)
+    return "imp-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) or value == ""
+
+
+class _Rows:
+    """Per-value converters that name the file, the row and the column when a value is wrong."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def fail(self, line: int, col: str, msg: str) -> ImportFileError:
+        return ImportFileError(f"{self.path}: {row_label(self.path, [line])}, column '{col}': {msg}")
+
+    def text(self, row: Mapping[str, Any], col: str, line: int, default: str | None = None) -> str | None:
+        value = row.get(col)
+        if _missing(value):
+            if default is None:
+                raise self.fail(line, col, "empty; every row needs it")
+            return default
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return str(value).strip()
+
+    def number(self, row: Mapping[str, Any], col: str, line: int) -> float:
+        value = row.get(col)
+        if _missing(value):
+            return math.nan
+        if isinstance(value, str) and value.strip().lower() in ("nan", "na", "null", "none", "-", ""):
+            return math.nan
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise self.fail(line, col, f"{value!r} is not a number") from None
+
+    def integer(self, row: Mapping[str, Any], col: str, line: int) -> int | None:
+        number = self.number(row, col, line)
+        if math.isnan(number):
+            return None
+        if not number.is_integer():
+            raise self.fail(line, col, f"{row.get(col)!r} is not an integer")
+        return int(number)
+
+
+def _scale_factor(frame: pd.DataFrame, cols: list[str], how: str) -> float:
+    if how != "auto":
+        return 100.0 / float(how)
+    values = pd.concat([pd.to_numeric(frame[c], errors="coerce") for c in cols]) if cols else pd.Series([])
+    values = values[values.notna()]
+    return 100.0 if len(values) and values.abs().max() <= 1.0 and (values != 0).any() else 1.0
+
+
+def _recipe_value(value: Any) -> Any:
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("true", "false"):
+            return low == "true"
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() and "." not in value and "e" not in low else number
+    return value.item() if hasattr(value, "item") else value
+
+
+def majority_from_data(task: str, data_dir: str | None) -> tuple[float, str] | None:
+    """The built-in task's dev-set majority-class score (x100) from the GLUE data, or None when unreadable."""
+    from harness.data import DataError, load_split, majority_baseline
+
+    try:
+        dev = load_split(task, "dev", data_dir)
+        train = load_split(task, "train", data_dir) if TASKS[task].is_regression else []
+    except (DataError, OSError, ImportError, ValueError, RuntimeError):
+        return None
+    return 100.0 * majority_baseline(task, train, dev), f"majority class of the {task} dev set ({len(dev)} examples)"
+
+
+def build_rows(
+    frame: pd.DataFrame,
+    lines: list[int],
+    path: str,
+    options: Any,
+    select: str,
+    score_col: str,
+    provenance: Mapping[str, Any],
+) -> Built:
+    conv = _Rows(path)
+    built = Built()
+    built.factor = _scale_factor(frame, [c for c in _SCORE_FIELDS if c in frame.columns], options.score_scale)
+    recipe_cols = _recipe_cols(frame)
+    extra_cols = [c for c in frame.columns if c not in FIELDS and c not in recipe_cols]
+    majority_of: dict[str, float | None] = {}
+    unexplained: list[int] = []
+    seen: dict[str, int] = {}
+    observed_fields: dict[str, list[dict[str, Any]]] = {}
+    for record, line in zip(frame.to_dict("records"), lines, strict=True):
+        task = conv.text(record, "task", line)
+        recipe = conv.text(record, "recipe", line)
+        seed = conv.integer(record, "seed", line) if "seed" in record else None
+        init = conv.integer(record, "init_seed", line) if "init_seed" in record else None
+        order = conv.integer(record, "order_seed", line) if "order_seed" in record else None
+        init = init if init is not None else seed
+        order = order if order is not None else (seed if seed is not None else init)
+        if init is None:
+            raise conv.fail(line, "seed" if "seed" in record else "init_seed", "empty; every row needs a seed")
+        sample = (conv.integer(record, "sample_seed", line) if "sample_seed" in record else None) or 0
+        model = conv.text(record, "model", line, default=options.model or "unknown")
+        sample_size = conv.integer(record, "sample_size", line) if "sample_size" in record else None
+        metric = conv.text(record, "metric", line, default=options.metric or _task_metric(task) or "")
+        if not metric:
+            raise conv.fail(line, "metric", f"task {task!r} is not built in; give --metric NAME or a metric column")
+        scores = {c: conv.number(record, c, line) * built.factor for c in _SCORE_FIELDS if c in record}
+        score = scores.get(score_col, math.nan)
+        status = conv.text(record, "status", line, default="done").lower()
+        if status not in RUN_STATUSES:
+            raise conv.fail(line, "status", f"{status!r} is not one of {', '.join(RUN_STATUSES)}")
+        if math.isnan(score) and status in ("done", "stopped"):
+            if options.missing is None:
+                unexplained.append(line)
+                continue
+            if options.missing == "drop":
+                built.dropped += 1
+                continue
+            status = options.missing
+        if status in ("diverged", "failed"):
+            score = math.nan
+        identity = {"task": task, "recipe": recipe, "model": model, "init_seed": init, "order_seed": order,
+                    "sample_seed": sample, "sample_size": sample_size}  # fmt: skip
+        run_id = run_id_of_identity(identity)
+        if run_id in seen:
+            raise ImportFileError(
+                f"{path}: {row_label(path, [seen[run_id], line])} are the same run ({task}, {recipe}, seed "
+                f"{init}/{order}/{sample}, {model}); add the column that tells them apart (e.g. sample_seed) "
+                "or drop one row"
+            )
+        seen[run_id] = line
+        bar = _bar(path, task, metric, scores, options, majority_of)
+        recipe_fields = {
+            c.removeprefix("recipe."): _recipe_value(record[c]) for c in recipe_cols if not _missing(record.get(c))
+        }
+        observed_fields.setdefault(recipe, []).append(recipe_fields)
+        extra = {c: _recipe_value(record[c]) for c in extra_cols if not _missing(record.get(c))}
+        protocol = "heldout" if score_col.startswith("test_") else "dev"
+        spec = {
+            "imported": True, "task": task, "model": model, "init_seed": init, "order_seed": order,
+            "sample_seed": sample, "sample_size": sample_size, "eval_protocol": protocol, "select": select,
+            "recipe": {"name": recipe, **recipe_fields}, "extra": extra,
+        }  # fmt: skip
+        row: dict[str, Any] = {
+            **identity,
+            "run_id": run_id,
+            "experiment": options.name,
+            "config_key": f"{task}/{recipe}",
+            "status": status,
+            "metric": metric,
+            "score": score,
+            **{c: scores.get(c, math.nan) for c in ("val_best", "val_final", "test_best", "test_final")},
+            "majority_val": bar if protocol == "dev" else math.nan,
+            "majority_test": bar if protocol == "heldout" else math.nan,
+            **{c: conv.integer(record, c, line) if c in record else None for c in _INT_FIELDS},
+            **{c: conv.number(record, c, line) if c in record else math.nan for c in _FLOAT_FIELDS},
+            "attempts": 1,
+            "error": conv.text(record, "error", line, default=""),
+            "notes": conv.text(record, "notes", line, default="") or f"imported from {path}",
+            "device": conv.text(record, "device", line, default=""),
+            "provenance": json.dumps({**provenance, "line": line}, sort_keys=True, default=str),
+            "spec": json.dumps(spec, sort_keys=True, default=str),
+            "finished_at": conv.text(record, "finished_at", line, default=provenance["imported_at"]),
+        }
+        row["steps_done"] = row["steps_done"] or 0
+        row["total_steps"] = row["total_steps"] or row["steps_done"]
+        built.rows.append(row)
+    if unexplained:
+        raise ImportFileError(
+            f"{path}: {row_label(path, unexplained)} have no score in column '{score_col}'; say what a missing "
+            "score means: --missing diverged (counts as degenerate) | failed (left out of the statistics) | drop"
+        )
+    built.bars = {t: _bar_source(t, majority_of, options) for t in dict.fromkeys(r["task"] for r in built.rows)}
+    built.recipe_fields = {r: _common(fs) for r, fs in observed_fields.items()}
+    return built
+
+
+def _recipe_cols(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.startswith("recipe.") or c in RECIPE_FIELDS]
+
+
+def _task_metric(task: str) -> str | None:
+    return TASKS[task].metric if task in TASKS else None
+
+
+def _bar(
+    path: str,
+    task: str,
+    metric: str,
+    scores: Mapping[str, float],
+    options: Any,
+    majority_of: dict[str, Any],
+) -> float:
+    """This run's majority baseline (x100): its own column, else the task's dev-set majority; NaN when a
+    threshold or the regression default decides instead."""
+    if "majority" in scores and not math.isnan(scores["majority"]):
+        majority_of.setdefault(task, "column")
+        return scores["majority"]
+    if task in options.thresholds or metric in REGRESSION_METRICS:
+        return math.nan
+    if task not in majority_of:
+        found = majority_from_data(task, options.data_dir) if task in TASKS else None
+        if found is None:
+            raise ImportFileError(
+                f"{path}: task {task!r} has no degenerate bar: give --threshold {task}=VALUE (x100), "
+                f"a majority column{', or the GLUE data (--data-dir / $HARNESS_DATA_DIR)' if task in TASKS else ''}"
+            )
+        majority_of[task] = found
+    value = majority_of[task]
+    return value[0] if isinstance(value, tuple) else math.nan
+
+
+def _bar_source(task: str, majority_of: Mapping[str, Any], options: Any) -> str:
+    if task in options.thresholds:
+        return f"--threshold {options.thresholds[task]:g}"
+    value = majority_of.get(task)
+    if value == "column":
+        return "the file's majority column"
+    if isinstance(value, tuple):
+        return f"{value[1]}: {value[0]:.2f}"
+    return "regression default (< 10)"
+
+
+def _common(observed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Recipe fields with one value in every row of the recipe (those can go into the experiment file)."""
+    keys = set.intersection(*(set(o) for o in observed)) if observed else set()
+    return {k: observed[0][k] for k in sorted(keys) if all(o[k] == observed[0][k] for o in observed)}
+
+
+def valid_recipe_fields(name: str, fields_: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of `fields_` that builds a valid Recipe (the rest stays in each run's spec JSON only)."""
+    known = {f.name: f for f in dataclasses.fields(Recipe)}
+    keep: dict[str, Any] = {}
+    for key, value in fields_.items():
+        if key not in known or key == "name":
+            continue
+        try:
+            Recipe(**{**keep, key: value, "name": name}).validate("import")
+        except (TypeError, ValueError):
+            continue
+        default = getattr(Recipe(), key)
+        if type(default) is type(value) or (isinstance(default, float) and isinstance(value, int)) or default is None:
+            keep[key] = float(value) if isinstance(default, float) and isinstance(value, int) else value
+    return keep
+
+
+def read_curves(options: Any, rows: list[dict[str, Any]], factor: float) -> dict[str, list[dict[str, Any]]]:
+    """run_id -> eval curve from the --curves file, matched to the runs on their identity fields."""
+    path = options.curves
+    raw, lines = read_table(path)
+    names = canonical_columns(
+        list(raw.columns), options.mapping, CURVE_ALIASES, path, extra=CURVE_FIELDS, elsewhere=list(options.mapping)
+    )
+    frame = raw.rename(columns=names)
+    missing = [c for c in ("task", "recipe", "step", "val_metric") if c not in frame.columns]
+    if "seed" not in frame.columns and "init_seed" not in frame.columns:
+        missing.append("seed")
+    if missing:
+        raise ImportFileError(
+            f"{path}: curves need column(s) {missing}; columns are {list(raw.columns)}; map with --map COLUMN=FIELD"
+        )
+    conv = _Rows(path)
+    by_key: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_key.setdefault(_curve_key(r, frame.columns), []).append(r)
+    points: dict[str, list[dict[str, Any]]] = {}
+    for record, line in zip(frame.to_dict("records"), lines, strict=True):
+        seed = conv.integer(record, "seed", line) if "seed" in record else None
+        init = conv.integer(record, "init_seed", line) if "init_seed" in record else None
+        probe = {
+            "task": conv.text(record, "task", line), "recipe": conv.text(record, "recipe", line),
+            "init_seed": init if init is not None else seed,
+            "order_seed": (conv.integer(record, "order_seed", line) if "order_seed" in record else None)
+            or (seed if seed is not None else init),
+            "sample_seed": (conv.integer(record, "sample_seed", line) if "sample_seed" in record else None) or 0,
+            "model": conv.text(record, "model", line, default="") if "model" in record else None,
+            "sample_size": conv.integer(record, "sample_size", line) if "sample_size" in record else None,
+        }  # fmt: skip
+        matches = by_key.get(_curve_key(probe, frame.columns), [])
+        if len(matches) != 1:
+            what = "no run" if not matches else f"{len(matches)} runs (add model / sample_size columns)"
+            raise ImportFileError(
+                f"{path}: {row_label(path, [line])} matches {what} of the run file "
+                f"(task {probe['task']!r}, recipe {probe['recipe']!r}, seed {probe['init_seed']})"
+            )
+        step = conv.integer(record, "step", line)
+        if step is None:
+            raise conv.fail(line, "step", "empty; every curve point needs its step")
+        points.setdefault(matches[0]["run_id"], []).append(
+            {
+                "step": step,
+                "val_metric": conv.number(record, "val_metric", line) * factor,
+                "test_metric": conv.number(record, "test_metric", line) * factor,
+                "fraction": conv.number(record, "fraction", line),
+                "epoch": conv.number(record, "epoch", line),
+                "train_loss": conv.number(record, "train_loss", line),
+                "_line": line,
+            }
+        )
+    total = {r["run_id"]: r["total_steps"] for r in rows}
+    return {rid: _finish_curve(path, pts, total.get(rid) or 0) for rid, pts in points.items()}
+
+
+def _curve_key(r: Mapping[str, Any], columns: Any) -> tuple:
+    key = [r["task"], r["recipe"], r["init_seed"], r["order_seed"], r["sample_seed"]]
+    key += [r["model"]] if "model" in columns else []
+    key += [r["sample_size"]] if "sample_size" in columns else []
+    return tuple(key)
+
+
+def _finish_curve(path: str, points: list[dict[str, Any]], total_steps: int) -> list[dict[str, Any]]:
+    points = sorted(points, key=lambda p: p["step"])
+    steps = [p["step"] for p in points]
+    if len(set(steps)) != len(steps):
+        dup = [p["_line"] for p in points if steps.count(p["step"]) > 1]
+        raise ImportFileError(f"{path}: {row_label(path, dup)} give the same step twice for one run; keep one")
+    denom = total_steps if total_steps > 0 else (max(steps) or 1)
+    out = []
+    for i, p in enumerate(points):
+        p = {k: v for k, v in p.items() if k != "_line"}
+        if math.isnan(p["fraction"]):
+            p["fraction"] = p["step"] / denom
+        out.append({**p, "eval_index": i})
+    return out

@@ -61,7 +61,7 @@ _TOP_KEYS = {
     "name", "description", "task", "tasks", "model", "model_layers", "sample_size",
     "eval_protocol", "eval_size", "split_seed", "max_seq_length", "num_evals", "select",
     "seeds", "sample_seed", "defaults", "recipes", "schedule", "early_stop", "data_dir",
-    "degenerate_threshold", "paper", "scale", "only_recipes", "custom_tasks",
+    "degenerate_threshold", "paper", "scale", "only_recipes", "custom_tasks", "imported_from",
 }  # fmt: skip
 _SEED_KEYS = {"init", "order", "sample"}
 
@@ -301,7 +301,8 @@ def parse_experiment(
         check_mixout_dropout(recipe, keep_dropout, "dropout" in overrides, where)
         _check_bounds(recipe, where)
         recipes.append(recipe)
-    _check_distinct_recipes(recipes, where)
+    if "imported_from" not in data:  # imported runs are named by their log's conditions, not made from fields
+        _check_distinct_recipes(recipes, where)
 
     sample_seed = data.get("sample_seed", 0)
     if isinstance(sample_seed, bool) or not isinstance(sample_seed, int):

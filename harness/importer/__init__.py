@@ -246,6 +246,7 @@ def _write_experiment(
     sizes = {r["sample_size"] for r in rows}
     doc: dict[str, Any] = {
         "name": options.name,
+        "imported_from": provenance["file"],
         "description": paper.get("description")
         or f"Imported from {Path(provenance['file']).name} (sha256 {provenance['sha256'][:12]}) by `harness "
         f"import` at {provenance['imported_at']}; score = {provenance['select']} ({score_col}).",

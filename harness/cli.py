@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.config import ConfigError, ExperimentSpec, load_experiment
+from harness.overrides import parse_assignments
 
 EXPERIMENTS_DIR = Path("experiments")
 SPEC_COPY = "experiment.toml"
@@ -31,15 +32,18 @@ def _results_root(args: argparse.Namespace) -> Path:
     return Path(args.results or os.environ.get("HARNESS_RESULTS_DIR", "results"))
 
 
-def _load(path: str, scale: str | None) -> ExperimentSpec:
-    return load_experiment(path, scale=scale)
+def _load(path: str, scale: str | None, assignments: Sequence[str] | None = None) -> ExperimentSpec:
+    return load_experiment(path, scale=scale, overrides=parse_assignments(assignments or ()))
 
 
-def _remember_spec(experiment: ExperimentSpec, exp_dir: Path, scale: str | None) -> None:
-    """Keep the experiment file beside its results, so analysis and reports need only the folder."""
+def _remember_spec(
+    experiment: ExperimentSpec, exp_dir: Path, scale: str | None, assignments: Sequence[str] | None = None
+) -> None:
+    """Keep the experiment file (and any --set overrides) beside its results: analysis needs only the folder."""
     exp_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(experiment.source, exp_dir / SPEC_COPY)
-    meta = {"source": experiment.source, "scale": scale, "runs": len(experiment.runs)}
+    overrides = parse_assignments(assignments or ())
+    meta = {"source": experiment.source, "scale": scale, "overrides": overrides, "runs": len(experiment.runs)}
     (exp_dir / SPEC_META).write_text(json.dumps(meta, indent=2))
 
 
@@ -62,14 +66,14 @@ def resolve_experiment_dir(ref: str, results_root: Path) -> tuple[Path, Experime
     spec = None
     if stored.is_file():
         meta = json.loads((exp_dir / SPEC_META).read_text()) if (exp_dir / SPEC_META).is_file() else {}
-        spec = load_experiment(stored, scale=meta.get("scale"))
+        spec = load_experiment(stored, scale=meta.get("scale"), overrides=meta.get("overrides"))
     return exp_dir, spec
 
 
 def preflight(experiment: ExperimentSpec, data_dir: str | None) -> None:
     """Fail before any run starts when a model or a data file is missing, instead of N failed runs."""
     from harness.data import load_split
-    from harness.models import resolve_model
+    from harness.model_source import resolve_model  # no torch: the workers import it, not the driver
 
     for model in dict.fromkeys(r.model for r in experiment.runs):
         resolve_model(model)
@@ -83,12 +87,12 @@ def preflight(experiment: ExperimentSpec, data_dir: str | None) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    experiment = _load(args.experiment, args.scale, getattr(args, "set", None))  # errors before heavy imports
     from harness.schedule import run_experiment
 
-    experiment = _load(args.experiment, args.scale)
     preflight(experiment, args.data_dir or experiment.data_dir)
     root = _results_root(args)
-    _remember_spec(experiment, root / experiment.name, args.scale)
+    _remember_spec(experiment, root / experiment.name, args.scale, getattr(args, "set", None))
     summary = run_experiment(
         experiment,
         root,
@@ -105,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from harness.schedule import experiment_status, format_status
 
-    experiment = _load(args.experiment, args.scale)
+    experiment = _load(args.experiment, args.scale, getattr(args, "set", None))
     print(format_status(experiment_status(experiment, _results_root(args))))
     return 0
 
@@ -163,6 +167,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# User-facing error types, by module: only modules already imported can have raised one, so checking
+# sys.modules keeps a config error from importing torch, pandas or scipy just to be reported.
+_ERROR_TYPES = (
+    ("harness.data", "DataError"),
+    ("harness.model_source", "ModelError"),
+    ("harness.store", "StoreError"),
+    ("harness.schedule", "ExperimentLocked"),
+    ("harness.device", "DeviceError"),
+)
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    known: list[type[Exception]] = [ConfigError, CliError]
+    for module, name in _ERROR_TYPES:
+        found = getattr(sys.modules.get(module), name, None)
+        if isinstance(found, type):
+            known.append(found)
+    return tuple(known)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     parser.add_argument("--results", help="results root (default: $HARNESS_RESULTS_DIR or ./results)")
@@ -171,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     def with_experiment(p: argparse.ArgumentParser) -> None:
         p.add_argument("experiment", help="experiment TOML file")
         p.add_argument("--scale", help="apply the [scale.<name>] section (e.g. cpu, paper)")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a field of the file (TOML value; top-level, defaults.*, schedule.*, recipes.<name>.*)",
+        )
 
     run = sub.add_parser("run", help="run every seeded run not yet stored (resumable)")
     with_experiment(run)
@@ -215,20 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from harness.data import DataError
-    from harness.models import ModelError
-    from harness.store import StoreError
-
-    known: tuple[type[Exception], ...] = (ConfigError, DataError, ModelError, StoreError, CliError)
-    try:
-        from harness.schedule import ExperimentLocked
-
-        known = (*known, ExperimentLocked)
-    except ImportError:
-        pass
     try:
         return args.func(args)
-    except known as exc:
+    except Exception as exc:
+        if not isinstance(exc, _known_errors()):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

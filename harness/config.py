@@ -15,6 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from harness.overrides import apply_overrides
 from harness.spec import (
     BACKENDS,
     EVAL_PROTOCOLS,
@@ -56,7 +57,7 @@ _TOP_KEYS = {
     "name", "description", "task", "tasks", "model", "model_layers", "sample_size",
     "eval_protocol", "eval_size", "split_seed", "max_seq_length", "num_evals", "select",
     "seeds", "sample_seed", "defaults", "recipes", "schedule", "early_stop", "data_dir",
-    "degenerate_threshold", "paper", "scale", "only_recipes", "custom_tasks",
+    "degenerate_threshold", "paper", "scale", "only_recipes", "custom_tasks", "deterministic",
 }  # fmt: skip
 _SEED_KEYS = {"init", "order", "sample"}
 
@@ -141,14 +142,22 @@ def _seed_grid(raw: Any, sample_seed: int, where: str) -> list[tuple[int, int, i
     raise ConfigError(f"{where}: 'seeds' = {raw!r}; give a count, a list of ints or {{init=[..], order=[..]}}")
 
 
-def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scale: str | None = None) -> ExperimentSpec:
-    """Validate a parsed TOML table and expand it into RunSpecs."""
+def parse_experiment(
+    data: Mapping[str, Any],
+    source: str = "<experiment>",
+    scale: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ExperimentSpec:
+    """Validate a parsed TOML table (after its scale section and `--set` overrides) and expand it into RunSpecs."""
     where = source
     scales = data.get("scale", {})
     if scale is not None:
         if scale not in scales:
             raise ConfigError(f"{where}: no [scale.{scale}] section; available scales: {sorted(scales) or 'none'}")
         data = _deep_merge({k: v for k, v in data.items() if k != "scale"}, scales[scale])
+    if overrides:
+        where = f"{source} (with --set {' '.join(f'{k}={v!r}' for k, v in overrides.items())})"
+        data = apply_overrides(data, overrides, source)
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
         raise ConfigError(f"{where}: unknown top-level key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
@@ -209,6 +218,8 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
         runs.append(spec)
 
     schedule_raw = dict(data.get("schedule", {}))
+    if "deterministic" in data:  # top level or [schedule]: the same switch
+        schedule_raw.setdefault("deterministic", data["deterministic"])
     early = data.get("early_stop", schedule_raw.pop("early_stop", None))
     early_policy = None
     if early is not None:
@@ -317,7 +328,9 @@ def validate_run(spec: RunSpec, where: str) -> None:
         )
 
 
-def load_experiment(path: str | Path, scale: str | None = None) -> ExperimentSpec:
+def load_experiment(
+    path: str | Path, scale: str | None = None, overrides: Mapping[str, Any] | None = None
+) -> ExperimentSpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"experiment file {path} does not exist; see experiments/ for examples")
@@ -325,4 +338,4 @@ def load_experiment(path: str | Path, scale: str | None = None) -> ExperimentSpe
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_experiment(data, str(path), scale)
+    return parse_experiment(data, str(path), scale, overrides)

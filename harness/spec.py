@@ -25,6 +25,7 @@ SPEC_VERSION = 1
 EVAL_PROTOCOLS = ("dev", "heldout")
 SELECT_MODES = ("best", "final")
 NOISE_KINDS = ("uniform", "normal")
+PRECISIONS = ("fp32", "bf16", "fp16")
 BACKENDS = ("local", "ray")
 
 
@@ -72,6 +73,8 @@ class Recipe:
     tapt_steps: int = 0  # task-adaptive MLM pre-training steps on the task's text
     tapt_lr: float = 1e-4
     tapt_mlm_probability: float = 0.15
+    # Numerics: autocast dtype of forward/backward ("fp16" adds a grad scaler, as Zhang et al. trained)
+    precision: str = "fp32"
 
     def validate(self, where: str) -> None:
         def bad(name: str, value: object, allowed: str) -> ConfigError:
@@ -109,6 +112,8 @@ class Recipe:
             raise bad("head_warmup_lr", self.head_warmup_lr, "must be > 0 or omitted")
         if self.select not in SELECT_MODES:
             raise bad("select", self.select, f"allowed: {', '.join(SELECT_MODES)}")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", self.precision, f"allowed: {', '.join(PRECISIONS)}")
         if self.r3f_noise not in NOISE_KINDS:
             raise bad("r3f_noise", self.r3f_noise, f"allowed: {', '.join(NOISE_KINDS)}")
         self._check_combinations(where)
@@ -214,6 +219,8 @@ class RunSpec:
         if data["custom_task"] is None:
             data.pop("custom_task")  # keeps the ids of registry tasks what they were
         data["recipe"].pop("name")  # renaming a recipe does not change its runs
+        if data["recipe"]["precision"] == "fp32":
+            data["recipe"].pop("precision")  # fp32 runs keep the ids they had before the field existed
         data["spec_version"] = SPEC_VERSION
         return data
 
@@ -251,6 +258,7 @@ class SchedulePolicy:
     oom_halve_batch: bool = True
     ray_address: str | None = None
     early_stop: EarlyStopPolicy | None = None
+    deterministic: bool = False  # torch deterministic algorithms + cuBLAS workspace in every worker
 
 
 @dataclass(frozen=True)

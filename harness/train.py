@@ -7,9 +7,9 @@ subset. The same RunSpec gives the same numbers on the same machine.
 
 from __future__ import annotations
 
+import json
 import math
 import random
-import resource
 import time
 from typing import Any
 
@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness import data as D
+from harness import device as hw
 from harness import recipes
 from harness.models import count_parameters, init_head, load_classifier, load_tokenizer
 from harness.provenance import provenance
@@ -63,8 +64,10 @@ class Encoded:
         out["labels"] = self.labels[indices]
         return out
 
-    def tokens(self) -> int:
-        return sum(len(f["input_ids"]) for f in self.features)
+    def tokens(self, indices: list[int] | None = None) -> int:
+        """Real (unpadded) tokens of these examples (all by default), counted on the host: no GPU sync."""
+        chosen = self.features if indices is None else [self.features[i] for i in indices]
+        return sum(len(f["input_ids"]) for f in chosen)
 
 
 def batch_order(n: int, batch_size: int, total_steps: int, generator: torch.Generator) -> list[list[int]]:
@@ -104,9 +107,7 @@ def evaluate(model, encoded: Encoded | None, device, task) -> float:
 
 
 def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return hw.peak_memory_mb(device)
 
 
 def train_run(spec: RunSpec, ctx: RunContext | None = None) -> RunResult:
@@ -119,11 +120,20 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
     started = time.perf_counter()
     if ctx.threads:
         torch.set_num_threads(ctx.threads)
-    device = torch.device(ctx.device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     task = spec.task_def
     recipe = spec.recipe
+    hw.set_deterministic(ctx.deterministic)  # before CUDA starts (cuBLAS reads its workspace variable then)
+    device = hw.resolve(ctx.device)
+    hw.check_precision(device, recipe.precision, f"recipe '{recipe.name}'")
+    hw.prepare(device)  # initialise CUDA, then reset its peak-memory counter
+    phases: dict[str, float] = {}
+    mark = time.perf_counter()
+
+    def phase(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        phases[name] = phases.get(name, 0.0) + now - mark
+        mark = now
 
     # Data: few-sample subset by sample_seed; eval halves by the fixed split seed.
     full_train = D.load_split(task, "train", ctx.data_dir)
@@ -133,6 +143,7 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
     majority_val = 100.0 * D.majority_baseline(task, train_examples, splits.val)
     majority_test = 100.0 * D.majority_baseline(task, train_examples, splits.test) if splits.test else math.nan
 
+    phase("data")
     # Model: pre-trained body (or the intermediate-task / TAPT encoder), head drawn from init_seed;
     # cloze (PET) instead scores verbalisers with the MLM head: no new head, the pattern in the tokenizer.
     tokenizer = load_tokenizer(spec.model)
@@ -155,6 +166,7 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
     model = recipes.prepare_model(model, recipe, init_seed=spec.init_seed)
     model.to(device)
     model.train()
+    phase("model")
 
     train_set = Encoded(tokenizer, train_examples, spec.max_seq_length, task.is_regression)
     val_set = Encoded(tokenizer, list(splits.val), spec.max_seq_length, task.is_regression)
@@ -172,9 +184,12 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
     order = batch_order(len(train_set), recipe.batch_size, total_steps, torch.Generator().manual_seed(spec.order_seed))
     evals_at = set(eval_steps(total_steps, spec.num_evals))
     micro = min(ctx.micro_batch_size or recipe.batch_size, recipe.batch_size)
+    scaler = hw.grad_scaler(device, recipe.precision)
+    phase("tokenize")
 
     curve: list[dict[str, Any]] = []
     losses: list[float] = []
+    pending: list[torch.Tensor] = []  # step losses still on the device: read at evaluations, not every step
     status, window, tokens_seen = "done", [], 0
     bar = tqdm(total=total_steps, desc=spec.run_id, disable=not ctx.progress, leave=False)
     step = 0
@@ -184,31 +199,45 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
             in_head_phase = step - 1 < recipe.head_warmup_steps
             phase_steps = recipe.head_warmup_steps if in_head_phase else total_steps - step + 1
             scheduler = recipes.build_lr_scheduler(optimizer, recipe, phase_steps)
-        step_loss = 0.0
+        step_loss = torch.zeros((), device=device)
         for start in range(0, len(indices), micro):
             chunk = indices[start : start + micro]
-            batch = {k: v.to(device) for k, v in train_set.batch(chunk).items()}
-            tokens_seen += int(batch["attention_mask"].sum())
-            outputs = model(**batch)
-            loss = outputs.loss
-            extra = recipes.regularization_loss(model, batch, outputs.logits, recipe)
-            if extra is not None:
-                loss = loss + extra
-            loss = loss * (len(chunk) / len(indices))
-            loss.backward()
-            step_loss += float(loss.detach())
-        if not math.isfinite(step_loss):
-            status = "diverged"
-            losses.append(step_loss)
-            break
+            batch = {k: v.to(device, non_blocking=True) for k, v in train_set.batch(chunk).items()}
+            tokens_seen += train_set.tokens(chunk)
+            with hw.autocast(device, recipe.precision):
+                outputs = model(**batch)
+                loss = outputs.loss
+                extra = recipes.regularization_loss(model, batch, outputs.logits, recipe)
+                if extra is not None:
+                    loss = loss + extra
+            loss = loss.float() * (len(chunk) / len(indices))
+            (loss if scaler is None else scaler.scale(loss)).backward()
+            step_loss += loss.detach()
+        pending.append(step_loss)
         if recipe.grad_clip > 0:
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-        optimizer.step()
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)  # skips the update when fp16 gradients overflowed
+            scaler.update()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(step_loss)
-        window.append(step_loss)
         bar.update(1)
+        if step in evals_at or step == total_steps:
+            flushed = torch.stack(pending).cpu().tolist()  # the one host sync per evaluation
+            pending = []
+            bad = next((i for i, x in enumerate(flushed) if not math.isfinite(x)), None)
+            if bad is not None:  # diverged at that step: as if training had stopped there
+                losses.extend(flushed[: bad + 1])
+                step = step - len(flushed) + bad + 1
+                status = "diverged"
+                break
+            losses.extend(flushed)
+            window.extend(flushed)
+            phase("train")
         if step in evals_at:
             point = {
                 "eval_index": len(curve),
@@ -221,6 +250,7 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
             }
             window = []
             curve.append(point)
+            phase("eval")
             keep_going = ctx.on_eval is None or ctx.on_eval(
                 EvalPoint(spec.run_id, spec.config_key, point["eval_index"], step, point["fraction"],
                           point["val_metric"], point["test_metric"])
@@ -229,6 +259,8 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
                 status = "stopped"
                 break
     bar.close()
+    hw.synchronize(device)
+    phase("train")
 
     row = summarize_run(spec, curve, losses, status, total_steps)
     n_params = count_parameters(model)
@@ -247,6 +279,7 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
         device=str(device),
         provenance=provenance(device, str(D.resolve_data_dir(ctx.data_dir) or "")),
         notes="; ".join(n for n in (*stage_notes, recipes.run_notes(model, recipe)) if n),
+        phases=json.dumps({k: round(v, 3) for k, v in phases.items()}),
     )
     return RunResult(row, curve), model
 

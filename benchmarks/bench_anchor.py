@@ -148,11 +148,14 @@ def child_trainer(setting: Setting, seed: int) -> dict:
         train_dataset=train_set,
         eval_dataset=dev_set,
         data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=lambda p: {"accuracy": 100.0 * float((p.predictions.argmax(-1) == p.label_ids).mean())},
     )
     trainer.train()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     phases["train+eval"] = time.perf_counter() - mark
+    evals = [e["eval_accuracy"] for e in trainer.state.log_history if "eval_accuracy" in e]
+    phases["accuracy"] = evals[-1] if evals else float("nan")
     phases["peak_mem_mb"] = _peak_mb(setting)
     return phases
 

@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             if t0 - started > args.budget_s:
                 failed = True
-                rows.append({"row": section.name, "error": f"skipped: the check passed its {args.budget_s:.0f} s budget"})
+                why = f"skipped: the check passed its {args.budget_s:.0f} s budget"
+                rows.append({"row": section.name, "error": why})
                 continue
             print(f"gpu-check: {section.name} ...", flush=True)
             try:

@@ -9,10 +9,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import bench_anchor  # noqa: E402
-import bench_schedule  # noqa: E402
+import bench_anchor
+import bench_schedule
 
-from harness.config import parse_experiment  # noqa: E402
+from harness.config import parse_experiment
 
 
 @pytest.mark.parametrize("packing", [1, 8])

@@ -88,6 +88,10 @@ def preflight(experiment: ExperimentSpec, data_dir: str | None) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     experiment = _load(args.experiment, args.scale, getattr(args, "set", None))  # errors before heavy imports
+    if (args.backend or experiment.schedule.backend) == "local":
+        from harness.schedule.local import prewarm
+
+        prewarm("harness.train:train_run")  # the workers' imports run while the driver checks files
     from harness.schedule import run_experiment
 
     preflight(experiment, args.data_dir or experiment.data_dir)

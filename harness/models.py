@@ -25,6 +25,7 @@ from harness.model_source import (  # noqa: F401  (re-exported: resolving a mode
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
 
+
 def load_tokenizer(name: str):
     source = resolve_model(name)
     try:

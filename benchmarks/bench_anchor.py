@@ -265,6 +265,8 @@ def run_harness(setting: Setting, seeds: list[int], env: dict[str, str], runs_pe
         path = Path(tmp) / "anchor.toml"
         path.write_text(_toml(setting.experiment("anchor", seeds, runs_per_gpu)))
         cmd = [sys.executable, "-m", "harness.cli", "--results", str(Path(tmp) / "results"), "run", str(path)]
+        if setting.device == "cpu":
+            cmd += ["--workers", "1"]  # one run at a time, like the Trainer and the bare loop
         start = time.perf_counter()
         out = subprocess.run([*cmd, "--quiet"], capture_output=True, text=True, env=env, cwd=ROOT, check=False)
         wall = time.perf_counter() - start

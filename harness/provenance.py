@@ -36,9 +36,9 @@ def git_sha() -> str:
 
 
 def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
+    from harness.device import device_name as name
+
+    return name(device)
 
 
 def provenance(device: torch.device, data_dir: str | None = None) -> str:

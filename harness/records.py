@@ -39,6 +39,7 @@ class RunContext:
     # Called after every evaluation; returning False stops the run (status "stopped").
     on_eval: Callable[[EvalPoint], bool] | None = field(default=None, compare=False)
     progress: bool = False  # show a per-run step bar
+    deterministic: bool = False  # torch.use_deterministic_algorithms (bit-identical reruns, slower)
 
 
 @dataclass(frozen=True)

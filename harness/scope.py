@@ -26,8 +26,14 @@ def read_meta(exp_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def remember_spec(experiment: ExperimentSpec, exp_dir: Path, scale: str | None, data_dir: str | None = None) -> None:
-    """Keep the experiment file and its run ids (per scale) beside its results."""
+def remember_spec(
+    experiment: ExperimentSpec,
+    exp_dir: Path,
+    scale: str | None,
+    data_dir: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> None:
+    """Keep the experiment file, its `--set` overrides and its run ids (per scale) beside its results."""
     exp_dir.mkdir(parents=True, exist_ok=True)
     if Path(experiment.source).resolve() != (exp_dir / SPEC_COPY).resolve():
         shutil.copyfile(experiment.source, exp_dir / SPEC_COPY)
@@ -39,6 +45,7 @@ def remember_spec(experiment: ExperimentSpec, exp_dir: Path, scale: str | None, 
         "data_dir": str(root) if root else None,
     }
     meta.update(source=experiment.source, scale=scale, runs=len(experiment.runs), data_dir=data_dir, scales=scales)
+    meta["overrides"] = overrides or {}
     (exp_dir / SPEC_META).write_text(json.dumps(meta, indent=2))
 
 
@@ -49,7 +56,8 @@ def stored_spec(exp_dir: Path, scale: str | None = None) -> ExperimentSpec | Non
     meta = read_meta(exp_dir)
     scale = scale or meta.get("scale")
     recorded = meta.get("scales", {}).get(scale or DEFAULT_SCALE, {})
-    return load_experiment(exp_dir / SPEC_COPY, scale=scale, data_dir=recorded.get("data_dir") or meta.get("data_dir"))
+    data_dir = recorded.get("data_dir") or meta.get("data_dir")
+    return load_experiment(exp_dir / SPEC_COPY, scale=scale, data_dir=data_dir, overrides=meta.get("overrides") or None)
 
 
 def recorded_data_dir(exp_dir: Path, scale: str | None = None) -> str | None:

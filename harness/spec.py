@@ -35,6 +35,7 @@ SPEC_VERSION = 2
 EVAL_PROTOCOLS = ("dev", "heldout")
 SELECT_MODES = ("best", "final")
 NOISE_KINDS = ("uniform", "normal")
+PRECISIONS = ("fp32", "bf16", "fp16")
 BACKENDS = ("local", "ray", "slurm")
 SLURM_CLUSTERS = ("slurm", "local")
 
@@ -83,6 +84,8 @@ class Recipe:
     tapt_steps: int = 0  # task-adaptive MLM pre-training steps on the task's text
     tapt_lr: float = 1e-4
     tapt_mlm_probability: float = 0.15
+    # Numerics: autocast dtype of forward/backward ("fp16" adds a grad scaler, as Zhang et al. trained)
+    precision: str = "fp32"
 
     def validate(self, where: str) -> None:
         def bad(name: str, value: object, allowed: str) -> ConfigError:
@@ -120,6 +123,8 @@ class Recipe:
             raise bad("head_warmup_lr", self.head_warmup_lr, "must be > 0 or omitted")
         if self.select not in SELECT_MODES:
             raise bad("select", self.select, f"allowed: {', '.join(SELECT_MODES)}")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", self.precision, f"allowed: {', '.join(PRECISIONS)}")
         if self.r3f_noise not in NOISE_KINDS:
             raise bad("r3f_noise", self.r3f_noise, f"allowed: {', '.join(NOISE_KINDS)}")
         self._check_combinations(where)
@@ -232,6 +237,8 @@ class RunSpec:
         data["recipe"].pop("name")  # renaming a recipe does not change its runs
         if self.model_fingerprint.startswith("sha256:"):
             data.pop("model")  # weights known by content: moving or aliasing the folder does not change its runs
+        if data["recipe"]["precision"] == "fp32":
+            data["recipe"].pop("precision")  # fp32 runs keep the ids they had before the field existed
         data["spec_version"] = SPEC_VERSION
         return data
 
@@ -293,6 +300,7 @@ class SchedulePolicy:
     oom_halve_batch: bool = True
     early_stop: EarlyStopPolicy | None = None
     slurm: SlurmPolicy = field(default_factory=SlurmPolicy)
+    deterministic: bool = False  # torch deterministic algorithms + cuBLAS workspace in every worker
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ runs columns:
     wall_time_s, peak_mem_mb, flops
     attempts, error, notes
     device, provenance (JSON), spec (RunSpec JSON), finished_at (UTC ISO)
+    phases        JSON {phase: seconds} inside the run (data, model, tokenize, train, eval); "" if not timed
 curves columns:
     run_id, eval_index, step, fraction (of total steps), epoch, train_loss,
     val_metric, test_metric (x100; test NaN under the dev protocol)
@@ -77,7 +78,7 @@ RUN_COLUMNS: dict[str, str] = {
     "total_steps": "int64", "epochs_done": "float64", "loss_first": "float64", "loss_last": "float64",
     "loss_min": "float64", "loss_mean": "float64", "wall_time_s": "float64", "peak_mem_mb": "float64",
     "flops": "float64", "attempts": "int64", "error": "string", "notes": "string", "device": "string",
-    "provenance": "string", "spec": "string", "finished_at": "string",
+    "provenance": "string", "spec": "string", "finished_at": "string", "phases": "string",
 }  # fmt: skip
 CURVE_COLUMNS: dict[str, str] = {
     "run_id": "string", "eval_index": "int64", "step": "int64", "fraction": "float64", "epoch": "float64",
@@ -327,8 +328,9 @@ def _load_keyed(folder: Path, columns: Mapping[str, str], snapshot: Path) -> pd.
         frames.append(_read_parts(folder, fresh, columns))
         parts = _list_parts(folder)  # without the parts just quarantined
     frames = [f for f in frames if len(f)]
-    frame = pd.concat(frames, ignore_index=True).astype(dict(columns)) if frames else _frame([], columns)
-    frame = frame[list(columns)]
+    # reindex: parts written before a column was added read as missing values in it
+    frame = pd.concat(frames, ignore_index=True).reindex(columns=list(columns)) if frames else _frame([], columns)
+    frame = frame.astype(dict(columns))
     if fresh or stale:
         _write_snapshot(snapshot, frame, parts)
     order = ["run_id", "eval_index"] if "eval_index" in columns else ["run_id"]
@@ -340,7 +342,7 @@ def _load(folder: Path, columns: Mapping[str, str]) -> pd.DataFrame:
     if not parts:
         return _frame([], columns)
     frame = _read_parts(folder, list(parts), columns)
-    return frame.astype(dict(columns))[list(columns)] if len(frame) else _frame([], columns)
+    return frame.reindex(columns=list(columns)).astype(dict(columns)) if len(frame) else _frame([], columns)
 
 
 def load_runs(exp_dir: str | Path) -> pd.DataFrame:

@@ -11,9 +11,9 @@ subset. The same RunSpec gives the same numbers on the same machine.
 
 from __future__ import annotations
 
+import json
 import math
 import random
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness import data as D
+from harness import device as hw
 from harness import recipes
 from harness.models import count_parameters, load_tokenizer
 from harness.provenance import provenance
@@ -66,8 +67,10 @@ class Encoded:
         out["labels"] = self.labels[indices]
         return out
 
-    def tokens(self) -> int:
-        return sum(len(f["input_ids"]) for f in self.features)
+    def tokens(self, indices: list[int] | None = None) -> int:
+        """Real (unpadded) tokens of these examples (all by default), counted on the host: no GPU sync."""
+        chosen = self.features if indices is None else [self.features[i] for i in indices]
+        return sum(len(f["input_ids"]) for f in chosen)
 
 
 def batch_order(n: int, batch_size: int, total_steps: int, generator: torch.Generator) -> list[list[int]]:
@@ -89,8 +92,9 @@ def predict(model: torch.nn.Module, encoded: Encoded, device: torch.device, regr
     model.eval()
     order = sorted(range(len(encoded)), key=lambda i: len(encoded.features[i]["input_ids"]))
     preds: dict[int, float] = {}
-    for start in range(0, len(order), 64):
-        idx = order[start : start + 64]
+    size = 256 if device.type == "cuda" else 64  # a GPU idles on small eval batches; a CPU gains nothing
+    for start in range(0, len(order), size):
+        idx = order[start : start + size]
         batch = {k: v.to(device) for k, v in encoded.batch(idx).items() if k != "labels"}
         logits = model(**batch).logits
         values = logits.squeeze(-1) if regression else logits.argmax(-1)
@@ -107,9 +111,7 @@ def evaluate(model, encoded: Encoded | None, device, task) -> float:
 
 
 def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return hw.peak_memory_mb(device)
 
 
 @dataclass(frozen=True)
@@ -130,10 +132,12 @@ def fine_tune(spec: RunSpec, ctx: RunContext, start: RunStart = RunStart()) -> t
     started = time.perf_counter() if start.started is None else start.started
     if ctx.threads:
         torch.set_num_threads(ctx.threads)
-    device = torch.device(ctx.device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     task, recipe = spec.task_def, spec.recipe
+    hw.set_deterministic(ctx.deterministic)  # before CUDA starts (cuBLAS reads its workspace variable then)
+    device = hw.resolve(ctx.device)
+    hw.check_precision(device, recipe.precision, f"recipe '{recipe.name}'")
+    hw.prepare(device)  # initialise CUDA, then reset its peak-memory counter
+    clock = PhaseClock()
 
     # Data: few-sample subset by sample_seed; eval halves by the fixed split seed.
     full_train = D.load_split(task, "train", ctx.data_dir)
@@ -142,6 +146,7 @@ def fine_tune(spec: RunSpec, ctx: RunContext, start: RunStart = RunStart()) -> t
     splits = D.eval_splits(task, dev, spec.eval_protocol, spec.split_seed, spec.eval_size)
     majority_val = 100.0 * D.majority_baseline(task, train_examples, splits.val)
     majority_test = 100.0 * D.majority_baseline(task, train_examples, splits.test) if splits.test else math.nan
+    clock.mark("data")
 
     # Model: the recipe builds it (pre-trained body, stage encoders, head from init_seed, its changes).
     tokenizer = load_tokenizer(spec.model)
@@ -150,42 +155,47 @@ def fine_tune(spec: RunSpec, ctx: RunContext, start: RunStart = RunStart()) -> t
     model, tokenizer = built.model, built.tokenizer
     model.to(device)
     model.train()
+    clock.mark("model")
     train_set = Encoded(tokenizer, train_examples, spec.max_seq_length, task.is_regression)
     val_set = Encoded(tokenizer, list(splits.val), spec.max_seq_length, task.is_regression)
     test_set = Encoded(tokenizer, list(splits.test), spec.max_seq_length, task.is_regression) if splits.test else None
 
-    # Optimiser and lr schedule: the recipe's, one pair per LP-FT phase.
+    # Optimiser and lr schedule: the recipe's, one pair per LP-FT phase; a loss scaler under fp16.
     total_steps = recipes.total_training_steps(recipe, len(train_set))
-    updates = recipes.Updates(model, recipe, total_steps)
+    updates = recipes.Updates(model, recipe, total_steps, scaler=hw.grad_scaler(device, recipe.precision))
     seed_everything(spec.order_seed)  # dropout masks
     order = batch_order(len(train_set), recipe.batch_size, total_steps, torch.Generator().manual_seed(spec.order_seed))
     evals_at = set(eval_steps(total_steps, spec.num_evals))
     micro = min(ctx.micro_batch_size or recipe.batch_size, recipe.batch_size)
+    clock.mark("tokenize")
 
     # The loop: gradient accumulation over micro-batches; the recipe's loss (R3F) through its hook.
     curve: list[dict[str, Any]] = []
-    losses: list[float] = []
-    status, window, tokens_seen = "done", [], 0
+    losses = DeviceLosses()  # step losses stay on the device: read once per evaluation, not every step
+    status, tokens_seen = "done", 0
     bar = tqdm(total=total_steps, desc=spec.run_id, disable=not ctx.progress, leave=False)
     step = 0
     for step, indices in enumerate(order, start=1):
         updates.begin(step - 1)
-        step_loss = 0.0
+        step_loss = torch.zeros((), device=device)
         for first in range(0, len(indices), micro):
             chunk = indices[first : first + micro]
-            batch = {k: v.to(device) for k, v in train_set.batch(chunk).items()}
-            tokens_seen += int(batch["attention_mask"].sum())
-            loss = recipes.training_loss(model, batch, recipe) * (len(chunk) / len(indices))
-            loss.backward()
-            step_loss += float(loss.detach())
-        if not math.isfinite(step_loss):
-            status = "diverged"
-            losses.append(step_loss)
-            break
+            batch = {k: v.to(device, non_blocking=True) for k, v in train_set.batch(chunk).items()}
+            tokens_seen += train_set.tokens(chunk)
+            with hw.autocast(device, recipe.precision):
+                loss = recipes.training_loss(model, batch, recipe)
+            loss = loss.float() * (len(chunk) / len(indices))
+            updates.backward(loss)
+            step_loss += loss.detach()
+        losses.add(step_loss)
         updates.apply()
-        losses.append(step_loss)
-        window.append(step_loss)
         bar.update(1)
+        if step in evals_at or step == total_steps:
+            diverged_at = losses.flush(step)
+            clock.mark("train")
+            if diverged_at is not None:  # as if training had stopped at that step
+                step, status = diverged_at, "diverged"
+                break
 
         # Evaluate: both eval halves; the scheduler may stop the run here (early stopping).
         if step in evals_at:
@@ -194,12 +204,12 @@ def fine_tune(spec: RunSpec, ctx: RunContext, start: RunStart = RunStart()) -> t
                 "step": step,
                 "fraction": step / total_steps,
                 "epoch": step * recipe.batch_size / len(train_set),
-                "train_loss": float(np.mean(window)),
+                "train_loss": losses.window_mean(),
                 "val_metric": evaluate(model, val_set, device, task),
                 "test_metric": evaluate(model, test_set, device, task),
             }
-            window = []
             curve.append(point)
+            clock.mark("eval")
             keep_going = ctx.on_eval is None or ctx.on_eval(
                 EvalPoint(spec.run_id, spec.config_key, point["eval_index"], step, point["fraction"],
                           point["val_metric"], point["test_metric"])
@@ -208,9 +218,11 @@ def fine_tune(spec: RunSpec, ctx: RunContext, start: RunStart = RunStart()) -> t
                 status = "stopped"
                 break
     bar.close()
+    hw.synchronize(device)
+    clock.mark("train")
 
     # Record: scores under the selection rule, cost, provenance.
-    row = summarize_run(spec, curve, losses, status, total_steps)
+    row = summarize_run(spec, curve, losses.values, status, total_steps)
     n_params = count_parameters(model)
     eval_tokens = (val_set.tokens() + (test_set.tokens() if test_set else 0)) * len(curve)
     row.update(
@@ -227,8 +239,61 @@ def fine_tune(spec: RunSpec, ctx: RunContext, start: RunStart = RunStart()) -> t
         device=str(device),
         provenance=provenance(device, str(D.resolve_data_dir(ctx.data_dir) or "")),
         notes="; ".join(n for n in (*built.notes, *start.notes, recipes.run_notes(model, recipe)) if n),
+        phases=clock.to_json(),
     )
     return RunResult(row, curve), model
+
+
+class PhaseClock:
+    """Seconds spent per phase of a run (data, model, tokenize, train, eval), for the run row's `phases`."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        """Charge the time since the previous mark to `name`."""
+        now = time.perf_counter()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self.last
+        self.last = now
+
+    def to_json(self) -> str:
+        return json.dumps({k: round(v, 3) for k, v in self.phases.items()})
+
+
+class DeviceLosses:
+    """Step losses kept as device tensors and copied to the host in one sync per evaluation.
+
+    A NaN is found at the flush, not at its step: the run is then recorded as diverged at that step,
+    with the losses up to it, exactly as a per-step check would have recorded it.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[torch.Tensor] = []
+        self.values: list[float] = []
+        self.window: list[float] = []
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.pending.append(loss)
+
+    def flush(self, step: int) -> int | None:
+        """Move pending losses to the host; the step of the first non-finite one, if any."""
+        if not self.pending:
+            return None
+        flushed = torch.stack(self.pending).cpu().tolist()
+        self.pending = []
+        bad = next((i for i, x in enumerate(flushed) if not math.isfinite(x)), None)
+        if bad is not None:
+            self.values.extend(flushed[: bad + 1])
+            return step - len(flushed) + bad + 1
+        self.values.extend(flushed)
+        self.window.extend(flushed)
+        return None
+
+    def window_mean(self) -> float:
+        """Mean training loss since the previous evaluation (then starts a new window)."""
+        mean, self.window = float(np.mean(self.window)), []
+        return mean
 
 
 def summarize_run(

@@ -134,3 +134,18 @@ def test_a_part_without_a_version_is_read_as_version_1(tmp_path: Path):
     assert _schema_version(part) is None
     runs = store.load_runs(tmp_path)
     assert len(runs) == 1 and runs.loc[0, "run_id"] == row["run_id"]
+
+
+def test_parts_written_before_the_phases_column_still_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    old_schema = {k: v for k, v in store.RUN_COLUMNS.items() if k != "phases"}
+    monkeypatch.setattr(store, "RUN_COLUMNS", old_schema)
+    store.write_run(tmp_path, *_run(1))
+    monkeypatch.undo()
+    old_id = _run(1)[0]["run_id"]
+    assert store.load_runs(tmp_path)["phases"].isna().all()  # a store holding only old parts
+    row, curve = _run(2)
+    store.write_run(tmp_path, {**row, "phases": '{"train": 1.5}'}, curve)
+    for _ in range(2):  # from the parts, then through the snapshot
+        runs = store.load_runs(tmp_path).set_index("run_id")
+        assert list(runs.columns) == list(store.RUN_COLUMNS)[1:]
+        assert runs["phases"].isna()[old_id] and runs["phases"][row["run_id"]] == '{"train": 1.5}'

@@ -59,13 +59,14 @@ def build_model(spec: RunSpec, tokenizer: Any, load_stages: Callable[[nn.Module]
 class Updates:
     """The optimiser and its lr schedule for a run of `total_steps` updates (LP-FT: one pair per phase)."""
 
-    def __init__(self, model: nn.Module, recipe: Recipe, total_steps: int) -> None:
+    def __init__(self, model: nn.Module, recipe: Recipe, total_steps: int, scaler: Any = None) -> None:
         if recipe.head_warmup_steps >= total_steps:
             raise ConfigError(
                 f"recipe '{recipe.name}': head_warmup_steps = {recipe.head_warmup_steps} but the run has only "
                 f"{total_steps} updates; use fewer warm-up steps or train longer"
             )
         self.model, self.recipe, self.total_steps = model, recipe, total_steps
+        self.scaler = scaler  # torch.amp.GradScaler under fp16, else None
         self.optimizer = build_optimizer(model, recipe)
         self.scheduler = build_lr_scheduler(self.optimizer, recipe, total_steps)
 
@@ -78,11 +79,21 @@ class Updates:
             phase_steps = recipe.head_warmup_steps if in_head_phase else self.total_steps - step
             self.scheduler = build_lr_scheduler(self.optimizer, recipe, phase_steps)
 
+    def backward(self, loss: torch.Tensor) -> None:
+        """Accumulate the gradients of `loss` (scaled under fp16, so small gradients survive)."""
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
     def apply(self) -> None:
         """Clip the accumulated gradients, step the optimiser and the schedule, clear the gradients."""
         if self.recipe.grad_clip > 0:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)  # clip the true gradients
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.grad_clip)
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)  # skips the update when fp16 gradients overflowed
+            self.scaler.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 

@@ -199,6 +199,7 @@ def run_experiment(
             "threads": experiment.schedule.threads_per_run,
             "cache_dir": str(Path(results_root) / ".cache"),
             "progress": False,
+            "deterministic": experiment.schedule.deterministic,
         }
         with make_backend(name, experiment, train_fn, ctx_fields, max_workers, ray_address) as be:
             driver = _Driver(experiment, exp_dir, be, tracker, summary, progress)

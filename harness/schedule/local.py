@@ -107,6 +107,15 @@ def start_context(train_fn: str, method: str = "forkserver") -> Any:
     return mp.get_context("spawn")
 
 
+def prewarm(train_fn: str) -> None:
+    """Start the forkserver now: its torch import then overlaps the driver's preflight and store set-up."""
+    context = start_context(train_fn)
+    if context.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()  # returns at once; the first fork waits for the preload
+
+
 @dataclass
 class _Worker:
     process: Any

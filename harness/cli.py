@@ -120,14 +120,13 @@ def preflight(experiment: ExperimentSpec, data_dir: str | None) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    experiment = _load(args.experiment, args.scale, getattr(args, "set", None))  # errors before heavy imports
+    experiment = _load(args.experiment, args.scale, args.data_dir, getattr(args, "set", None))  # before torch
     if (args.backend or experiment.schedule.backend) == "local":
         from harness.schedule.local import prewarm
 
-        prewarm("harness.train:train_run")  # the workers' imports run while the driver checks files
+        prewarm("harness.pipeline:train_run")  # the workers' imports run while the driver checks files
     from harness.schedule import run_experiment
 
-    experiment = _load(args.experiment, args.scale, args.data_dir, getattr(args, "set", None))
     root = _results_root(args)
     exp_dir = experiment_folder(root, experiment.name, f"{args.experiment}: 'name'")
     _refuse_imported(exp_dir)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1] / "harness"
 
 # Top to bottom: a module may import its own layer or a lower one, never a higher one.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("cli", ("harness.cli", "harness.__main__", "harness.preflight")),
+    ("cli", ("harness.cli", "harness.__main__", "harness.preflight", "harness.importer", "harness.export")),
     ("schedule", ("harness.schedule",)),
     ("pipeline", ("harness.pipeline",)),
     ("stages", ("harness.stages",)),

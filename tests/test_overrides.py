@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -98,7 +99,12 @@ def test_overrides_are_recorded_with_the_results(exp_file: Path, tmp_path: Path,
     from harness import cli
 
     monkeypatch.setattr(cli, "preflight", lambda *a: None)
-    monkeypatch.setattr("harness.schedule.run_experiment", lambda *a, **k: "ran")
+
+    def fake_run(*a, **k):  # the driver writes the spec copy once it holds the lock
+        k["on_locked"]()
+        return SimpleNamespace(failed=0)
+
+    monkeypatch.setattr("harness.schedule.run_experiment", fake_run)
     results = tmp_path / "results"
     argv = ["--results", str(results), "run", str(exp_file), "--set", "seeds=3", "--set", "model=/m"]
     assert main(argv) == 0

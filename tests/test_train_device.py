@@ -12,7 +12,7 @@ import torch
 from harness.config import Recipe, RunSpec
 from harness.device import DeviceError
 from harness.records import RunContext
-from harness.train import train_run
+from harness.pipeline import train_run
 
 
 def _spec(model_dir: Path, **recipe_changes) -> RunSpec:

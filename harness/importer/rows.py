@@ -213,6 +213,7 @@ def build_rows(
             "notes": conv.text(record, "notes", line, default="") or f"imported from {path}",
             "device": conv.text(record, "device", line, default=""),
             "provenance": json.dumps({**provenance, "line": line}, sort_keys=True, default=str),
+            "phases": "{}",  # no phase timings in an external log
             "spec": json.dumps(spec, sort_keys=True, default=str),
             "finished_at": conv.text(record, "finished_at", line, default=provenance["imported_at"]),
         }

@@ -125,7 +125,7 @@ class SlurmBackend(Backend):
         max_workers: int | None = None,
     ):
         if submitit is None:
-            from harness.schedule.core import ScheduleError
+            from harness.schedule.backend import ScheduleError
 
             raise ScheduleError("backend 'slurm' needs submitit: pip install 'harness[slurm]' (or --backend local)")
         self.train_fn = train_fn
@@ -150,7 +150,7 @@ class SlurmBackend(Backend):
         try:
             executor = submitit.SlurmExecutor(folder=logs, max_num_timeout=policy.max_requeues)
         except RuntimeError as exc:  # no srun/sbatch on this machine
-            from harness.schedule.core import ScheduleError
+            from harness.schedule.backend import ScheduleError
 
             raise ScheduleError(
                 f"backend 'slurm': {exc}; run the driver on a SLURM login node, or set "

@@ -11,6 +11,7 @@ import math
 import random
 import resource
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -97,10 +98,15 @@ def predict(model: torch.nn.Module, encoded: Encoded, device: torch.device, regr
 
 
 def evaluate(model, encoded: Encoded | None, device, task) -> float:
+    return evaluate_with_predictions(model, encoded, device, task)[0]
+
+
+def evaluate_with_predictions(model, encoded: Encoded | None, device, task) -> tuple[float, list[float]]:
+    """The metric x100 and the per-example predictions it was computed from (NaN and [] without a split)."""
     if encoded is None:
-        return float("nan")
+        return float("nan"), []
     preds = predict(model, encoded, device, task.is_regression)
-    return 100.0 * D.compute_metric(task.metric, preds, encoded.labels.tolist())
+    return 100.0 * D.compute_metric(task.metric, preds, encoded.labels.tolist()), preds
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -174,6 +180,7 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
     micro = min(ctx.micro_batch_size or recipe.batch_size, recipe.batch_size)
 
     curve: list[dict[str, Any]] = []
+    kept_predictions: KeptPredictions | None = None
     losses: list[float] = []
     status, window, tokens_seen = "done", [], 0
     bar = tqdm(total=total_steps, desc=spec.run_id, disable=not ctx.progress, leave=False)
@@ -216,11 +223,12 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
                 "fraction": step / total_steps,
                 "epoch": step * recipe.batch_size / len(train_set),
                 "train_loss": float(np.mean(window)),
-                "val_metric": evaluate(model, val_set, device, task),
-                "test_metric": evaluate(model, test_set, device, task),
             }
+            point["val_metric"], val_preds = evaluate_with_predictions(model, val_set, device, task)
+            point["test_metric"], test_preds = evaluate_with_predictions(model, test_set, device, task)
             window = []
             curve.append(point)
+            kept_predictions = keep_predictions(kept_predictions, point, {"val": val_preds, "test": test_preds})
             keep_going = ctx.on_eval is None or ctx.on_eval(
                 EvalPoint(spec.run_id, spec.config_key, point["eval_index"], step, point["fraction"],
                           point["val_metric"], point["test_metric"])
@@ -248,7 +256,33 @@ def fine_tune(spec: RunSpec, ctx: RunContext) -> tuple[RunResult, torch.nn.Modul
         provenance=provenance(device, str(D.resolve_data_dir(ctx.data_dir) or "")),
         notes="; ".join(n for n in (*stage_notes, recipes.run_notes(model, recipe)) if n),
     )
-    return RunResult(row, curve), model
+    return RunResult(row, curve, selected_predictions(spec, curve, kept_predictions, status)), model
+
+
+@dataclass(frozen=True)
+class KeptPredictions:
+    """Per-split predictions of the best-so-far eval (earliest of equal bests) and of the latest eval."""
+
+    best_val: float
+    best: dict[str, list[float]]
+    final: dict[str, list[float]]
+
+
+def keep_predictions(
+    kept: KeptPredictions | None, point: dict[str, Any], preds: dict[str, list[float]]
+) -> KeptPredictions:
+    if kept is None or point["val_metric"] > kept.best_val:  # same rule as summarize_run's best checkpoint
+        return KeptPredictions(point["val_metric"], preds, preds)
+    return KeptPredictions(kept.best_val, kept.best, preds)
+
+
+def selected_predictions(
+    spec: RunSpec, curve: list[dict[str, Any]], kept: KeptPredictions | None, status: str
+) -> dict[str, list[float]] | None:
+    """The predictions at the checkpoint the run reports (its selection rule); None when there is none."""
+    if not curve or status == "diverged" or kept is None:
+        return None
+    return kept.best if spec.recipe.select == "best" else kept.final
 
 
 def summarize_run(

@@ -89,6 +89,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     preflight(experiment, args.data_dir or experiment.data_dir)
     root = _results_root(args)
     _remember_spec(experiment, root / experiment.name, args.scale)
+    if experiment.adaptive is not None:  # seeds added in steps until the budget's rule stops them
+        from harness.schedule.adaptive import run_adaptive
+
+        run_experiment = run_adaptive  # type: ignore[assignment]
     summary = run_experiment(
         experiment,
         root,

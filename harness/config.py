@@ -15,6 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from harness.seed_budget import parse_adaptive
 from harness.spec import (
     BACKENDS,
     EVAL_PROTOCOLS,
@@ -196,7 +197,8 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
         recipes.append(recipe)
 
     sample_seed = data.get("sample_seed", 0)
-    seeds = _seed_grid(data["seeds"], sample_seed, where)
+    adaptive = parse_adaptive(data["seeds"], where)  # seeds 1..max declared; the scheduler adds them in steps
+    seeds = _seed_grid(adaptive.max if adaptive else data["seeds"], sample_seed, where)
     runs = []
     for task, recipe, (init, order, sample) in itertools.product(tasks, recipes, seeds):
         spec = _build(
@@ -238,6 +240,7 @@ def parse_experiment(data: Mapping[str, Any], source: str = "<experiment>", scal
         degenerate_threshold={k: float(v) for k, v in thresholds.items()},
         paper=data.get("paper", {}),
         description=data.get("description", ""),
+        adaptive=adaptive,
         source=source,
     )
 

@@ -10,9 +10,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.tasks import TASKS, TaskDef
+
+if TYPE_CHECKING:
+    from harness.seed_budget import AdaptiveSeeds
 
 
 class ConfigError(ValueError):
@@ -263,6 +266,7 @@ class ExperimentSpec:
     paper: Mapping[str, Any] = field(default_factory=dict)  # reference numbers, free-form
     description: str = ""
     source: str = ""  # the TOML path
+    adaptive: AdaptiveSeeds | None = None  # seeds = { adaptive = {...} }: added in steps (harness/seed_budget.py)
 
     @property
     def recipes(self) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from harness.analysis import analyze_experiment, compare, is_degenerate
 from harness.analysis.describe import COUNTED_STATUSES
+from harness.report import churn as churn_report
 from harness.report import plots
 from harness.report.paper import (
     PaperReference,
@@ -352,6 +353,10 @@ def write_report(
             early_stopping_table(es),
             "",
         ]
+
+    md += churn_report.budget_section(exp_dir)
+    md += churn_report.seeds_needed_section(runs, recipes, spec.paper if spec else None)
+    md += churn_report.churn_section(exp_dir, runs, recipes, colors, out, spec.data_dir if spec else None)
 
     files = [
         ["`analysis/*.parquet`", "every analysis table behind this report (`harness analyze`)"],

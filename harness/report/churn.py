@@ -167,9 +167,10 @@ def _churn_figure(
     ax.set_title(f"{task}: churn (95% CI)")
     if labels is not None:
         ax2 = axes[0, 1]
-        bins = np.linspace(0, 1, 11)
         for name in names:
             acc = per_example_accuracy(matrices[name], labels)
+            n = len(matrices[name])
+            bins = (np.arange(n + 2) - 0.5) / n  # one bin per possible share k/n
             ax2.hist(acc, bins=bins, histtype="step", linewidth=1.6, color=colors.get(name, "#0072B2"), label=name)
         ax2.set_xlabel("share of seeds right on the example")
         ax2.set_ylabel("examples")

@@ -105,3 +105,17 @@ def test_seeds_needed_number_is_the_power_calculation(tmp_path: Path, tiny_glue_
     b = runs[runs["recipe"] == "standard"]["score"].to_numpy(float)
     n = seeds_for_power(a.mean() - b.mean(), a.std(ddof=1), b.std(ddof=1))
     assert f"**{n} seeds per recipe**" in md
+
+
+def test_unreadable_spec_still_reports_churn_without_text(tmp_path: Path, tiny_glue_dir: Path):
+    import pandas as pd
+
+    exp, _, _ = _store(tmp_path, tiny_glue_dir)
+    runs_dir = tmp_path / "ch" / "runs"
+    for part in runs_dir.glob("*.parquet"):  # e.g. runs imported from another tool: no RunSpec JSON
+        frame = pd.read_parquet(part)
+        frame["spec"] = "{}"
+        frame.to_parquet(part, index=False)
+    (tmp_path / "ch" / "runs.parquet").unlink(missing_ok=True)
+    md = write_report(tmp_path / "ch", spec=exp, **FAST).read_text()
+    assert "| standard | 5 |" in md and "(text unavailable)" in md

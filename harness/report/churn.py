@@ -53,6 +53,14 @@ def _eval_examples(spec: RunSpec, split: str, data_dir: str | None) -> list[D.Ex
     return list(examples) if examples is not None else None
 
 
+def _spec_of(runs: pd.DataFrame) -> RunSpec | None:
+    """The RunSpec of the first run (None when its stored spec cannot be read, e.g. an imported run)."""
+    try:
+        return RunSpec.from_json(str(runs["spec"].iloc[0]))
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
 def _text(example: D.Example) -> str:
     text = example.text_a if example.text_b is None else f"{example.text_a} ‖ {example.text_b}"
     text = " ".join(text.split()).replace("|", "\\|")
@@ -91,11 +99,13 @@ def _task_churn(
     out: Path,
     data_dir: str | None,
 ) -> list[str]:
-    first = RunSpec.from_json(str(runs["spec"].iloc[0]))
-    if first.task_def.is_regression:
+    first = _spec_of(runs)
+    ids = set(runs["run_id"].astype(str))
+    mine = preds[preds["run_id"].astype(str).isin(ids)]
+    split = "test" if (mine["split"].astype(str) == "test").any() else "val"  # the reported split
+    if first is not None and first.task_def.is_regression:
         return [f"### {task}", "", "Regression task: churn of class predictions does not apply.", ""]
-    split = "test" if first.eval_protocol == "heldout" else "val"
-    examples = _eval_examples(first, split, data_dir)
+    examples = _eval_examples(first, split, data_dir) if first is not None else None
     matrices: dict[str, np.ndarray] = {}
     for recipe in [r for r in recipes if r in set(runs["recipe"].astype(str))]:
         ids = runs[runs["recipe"].astype(str) == recipe]["run_id"].astype(str).tolist()

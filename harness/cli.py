@@ -131,6 +131,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     exp_dir = experiment_folder(root, experiment.name, f"{args.experiment}: 'name'")
     _refuse_imported(exp_dir)
     preflight(experiment, args.data_dir or experiment.data_dir)
+    if experiment.adaptive is not None:  # seeds added in steps until the budget's rule stops them
+        from harness.schedule.adaptive import run_adaptive
+
+        run_experiment = run_adaptive  # type: ignore[assignment]
     summary = run_experiment(
         experiment,
         root,

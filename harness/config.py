@@ -19,6 +19,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 from harness.fingerprint import data_fingerprint, data_root, model_fingerprint
 from harness.overrides import apply_overrides
+from harness.seed_budget import parse_adaptive
 from harness.spec import (
     BACKENDS,
     EVAL_PROTOCOLS,
@@ -316,7 +317,8 @@ def parse_experiment(
     if isinstance(sample_seed, bool) or not isinstance(sample_seed, int):
         raise ConfigError(f"{where}: 'sample_seed' = {_short(sample_seed)}; must be an int")
     _check_seeds([sample_seed], "sample_seed", where)
-    seeds = _seed_grid(data["seeds"], sample_seed, where)
+    adaptive = parse_adaptive(data["seeds"], where)  # seeds 1..max declared; the scheduler adds them in steps
+    seeds = _seed_grid(adaptive.max if adaptive else data["seeds"], sample_seed, where)
     if len(tasks) * len(recipes) * len(seeds) > MAX_RUNS:
         raise ConfigError(
             f"{where}: {len(tasks)} task(s) x {len(recipes)} recipe(s) x {len(seeds)} seed(s) is more than "
@@ -379,6 +381,7 @@ def parse_experiment(
         degenerate_threshold={k: float(v) for k, v in thresholds.items()},
         paper=data.get("paper", {}),
         description=data.get("description", ""),
+        adaptive=adaptive,
         source=source,
         scale=scale,
     )

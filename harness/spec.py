@@ -20,9 +20,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.tasks import TASKS, TaskDef
+
+if TYPE_CHECKING:
+    from harness.seed_budget import AdaptiveSeeds
 
 
 class ConfigError(ValueError):
@@ -314,6 +317,7 @@ class ExperimentSpec:
     description: str = ""
     source: str = ""  # the TOML path
     scale: str | None = None  # the [scale.<name>] section applied, if any
+    adaptive: AdaptiveSeeds | None = None  # seeds = { adaptive = {...} }: added in steps (harness/seed_budget.py)
 
     @property
     def recipes(self) -> tuple[str, ...]:

@@ -45,6 +45,10 @@ version this code does not know (written by a newer harness) is a StoreError nam
 written before versions existed have no key and are read as version 1 (their columns are version 1's;
 nothing is migrated). Bump SCHEMA_VERSION when a column changes meaning or type, and teach the loader
 to read (or migrate) the older versions.
+
+predictions columns (predictions/<run_id>.parquet, one part per run that recorded them):
+    run_id, split (val | test), example (index in the split's stored order), prediction
+    (class id, or the score for regression) at the run's selected checkpoint
 """
 
 from __future__ import annotations
@@ -85,6 +89,9 @@ CURVE_COLUMNS: dict[str, str] = {
     "train_loss": "float64", "val_metric": "float64", "test_metric": "float64",
 }  # fmt: skip
 EVENT_COLUMNS: dict[str, str] = {"time": "string", "run_id": "string", "kind": "string", "message": "string"}
+PREDICTION_COLUMNS: dict[str, str] = {
+    "run_id": "string", "split": "string", "example": "int32", "prediction": "float32",
+}  # fmt: skip
 
 
 class StoreError(RuntimeError):
@@ -182,6 +189,9 @@ def copy_run(
     row.update(identity)
     row["notes"] = "; ".join(x for x in (row.get("notes") or "", f"reused from {src_dir.name}") if x)
     points = [{k: v for k, v in p.items() if k != "run_id"} for p in curve.to_dict("records")]
+    preds_path = src_dir / "predictions" / f"{run_id}.parquet"
+    if preds_path.is_file():  # before the run part, as when the run was first stored
+        write_parquet_atomic(pd.read_parquet(preds_path), Path(dst_dir) / "predictions" / f"{run_id}.parquet")
     write_run(dst_dir, row, points)
     return True
 
@@ -360,3 +370,26 @@ def load_curves(exp_dir: str | Path, only_stored: bool = True) -> pd.DataFrame:
 
 def load_events(exp_dir: str | Path) -> pd.DataFrame:
     return _load(Path(exp_dir) / "events", EVENT_COLUMNS)
+
+
+def write_predictions(exp_dir: str | Path, run_id: str, predictions: Mapping[str, Iterable[float]]) -> None:
+    """Store one run's per-example predictions ({"val": [...], "test": [...]}) atomically, one part per run.
+
+    Written before the run's `runs/` part (like its curve), so a stored run never lacks them.
+    """
+    frames = [
+        pd.DataFrame({"run_id": run_id, "split": split, "example": range(len(values)), "prediction": values})
+        for split, values in ((k, list(v)) for k, v in predictions.items())
+        if values
+    ]
+    frame = pd.concat(frames, ignore_index=True) if frames else _frame([], PREDICTION_COLUMNS)
+    write_parquet_atomic(frame.astype(PREDICTION_COLUMNS), Path(exp_dir) / "predictions" / f"{run_id}.parquet")
+
+
+def load_predictions(exp_dir: str | Path, only_stored: bool = True) -> pd.DataFrame:
+    """Per-example predictions of stored runs (columns PREDICTION_COLUMNS), ordered by run, split, example."""
+    exp_dir = Path(exp_dir)
+    frame = _load_keyed(exp_dir / "predictions", PREDICTION_COLUMNS, exp_dir / "predictions.parquet")
+    if only_stored and len(frame):
+        frame = frame[frame["run_id"].isin(stored_run_ids(exp_dir))]
+    return frame.sort_values(["run_id", "split", "example"], kind="stable", ignore_index=True)

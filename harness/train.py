@@ -104,10 +104,15 @@ def predict(model: torch.nn.Module, encoded: Encoded, device: torch.device, regr
 
 
 def evaluate(model, encoded: Encoded | None, device, task) -> float:
+    return evaluate_with_predictions(model, encoded, device, task)[0]
+
+
+def evaluate_with_predictions(model, encoded: Encoded | None, device, task) -> tuple[float, list[float]]:
+    """The metric x100 and the per-example predictions it was computed from (NaN and [] without a split)."""
     if encoded is None:
-        return float("nan")
+        return float("nan"), []
     preds = predict(model, encoded, device, task.is_regression)
-    return 100.0 * D.compute_metric(task.metric, preds, encoded.labels.tolist())
+    return 100.0 * D.compute_metric(task.metric, preds, encoded.labels.tolist()), preds
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -173,6 +178,7 @@ def fine_tune(spec: RunSpec, ctx: RunContext, start: RunStart = RunStart()) -> t
     curve: list[dict[str, Any]] = []
     losses = DeviceLosses()  # step losses stay on the device: read once per evaluation, not every step
     status, tokens_seen = "done", 0
+    kept_predictions: KeptPredictions | None = None
     bar = tqdm(total=total_steps, desc=spec.run_id, disable=not ctx.progress, leave=False)
     step = 0
     for step, indices in enumerate(order, start=1):
@@ -205,10 +211,11 @@ def fine_tune(spec: RunSpec, ctx: RunContext, start: RunStart = RunStart()) -> t
                 "fraction": step / total_steps,
                 "epoch": step * recipe.batch_size / len(train_set),
                 "train_loss": losses.window_mean(),
-                "val_metric": evaluate(model, val_set, device, task),
-                "test_metric": evaluate(model, test_set, device, task),
             }
+            point["val_metric"], val_preds = evaluate_with_predictions(model, val_set, device, task)
+            point["test_metric"], test_preds = evaluate_with_predictions(model, test_set, device, task)
             curve.append(point)
+            kept_predictions = keep_predictions(kept_predictions, point, {"val": val_preds, "test": test_preds})
             clock.mark("eval")
             keep_going = ctx.on_eval is None or ctx.on_eval(
                 EvalPoint(spec.run_id, spec.config_key, point["eval_index"], step, point["fraction"],
@@ -241,7 +248,33 @@ def fine_tune(spec: RunSpec, ctx: RunContext, start: RunStart = RunStart()) -> t
         notes="; ".join(n for n in (*built.notes, *start.notes, recipes.run_notes(model, recipe)) if n),
         phases=clock.to_json(),
     )
-    return RunResult(row, curve), model
+    return RunResult(row, curve, selected_predictions(spec, curve, kept_predictions, status)), model
+
+
+@dataclass(frozen=True)
+class KeptPredictions:
+    """Per-split predictions of the best-so-far eval (earliest of equal bests) and of the latest eval."""
+
+    best_val: float
+    best: dict[str, list[float]]
+    final: dict[str, list[float]]
+
+
+def keep_predictions(
+    kept: KeptPredictions | None, point: dict[str, Any], preds: dict[str, list[float]]
+) -> KeptPredictions:
+    if kept is None or point["val_metric"] > kept.best_val:  # same rule as summarize_run's best checkpoint
+        return KeptPredictions(point["val_metric"], preds, preds)
+    return KeptPredictions(kept.best_val, kept.best, preds)
+
+
+def selected_predictions(
+    spec: RunSpec, curve: list[dict[str, Any]], kept: KeptPredictions | None, status: str
+) -> dict[str, list[float]] | None:
+    """The predictions at the checkpoint the run reports (its selection rule); None when there is none."""
+    if not curve or status == "diverged" or kept is None:
+        return None
+    return kept.best if spec.recipe.select == "best" else kept.final
 
 
 class PhaseClock:

@@ -11,8 +11,8 @@ import torch
 
 from harness.config import Recipe, RunSpec
 from harness.device import DeviceError
-from harness.records import RunContext
 from harness.pipeline import train_run
+from harness.records import RunContext
 
 
 def _spec(model_dir: Path, **recipe_changes) -> RunSpec:

@@ -15,6 +15,7 @@ from harness.analysis.degenerate import fill_finished_nan
 from harness.analysis.describe import COUNTED_STATUSES
 from harness.analysis.pipeline import load_scoped
 from harness.analysis.verdict import ClaimTest, claim_test, holm_across_claims
+from harness.report import churn as churn_report
 from harness.report import plots
 from harness.report.paper import (
     Claim,
@@ -410,6 +411,10 @@ def write_report(
             early_stopping_table(es),
             "",
         ]
+
+    md += churn_report.budget_section(exp_dir)
+    md += churn_report.seeds_needed_section(runs, recipes, spec.paper if spec else None)
+    md += churn_report.churn_section(exp_dir, runs, recipes, colors, out, spec.data_dir if spec else None)
 
     files = [
         ["`analysis/*.parquet`", "every analysis table behind this report (`harness analyze`)"],

@@ -43,6 +43,7 @@ from harness.store import (
     load_runs,
     stored_run_ids,
     write_events,
+    write_predictions,
     write_run,
 )
 
@@ -361,6 +362,8 @@ class _Driver:
         row.setdefault("device", live.device)
         row["experiment"] = row.get("experiment") or self.experiment.name
         try:
+            if message.result.predictions:  # before the run part, like the curve
+                write_predictions(self.exp_dir, spec.run_id, message.result.predictions)
             write_run(self.exp_dir, row, message.result.curve)
         except StoreError as exc:  # a malformed result is this attempt's failure
             self.crashed(live, Crashed(message.key, f"StoreError: {exc}"))

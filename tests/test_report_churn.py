@@ -1,0 +1,121 @@
+"""Report sections: churn per task (with example texts), seeds needed per claim, the adaptive budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import data as D
+from harness.analysis.churn import mean_churn
+from harness.analysis.power import seeds_for_power
+from harness.config import parse_experiment
+from harness.records import base_row
+from harness.report.experiment import write_report
+from harness.seed_budget import BUDGET_FILE
+from harness.store import write_predictions, write_run
+
+FAST = {"n_boot": 200, "n_perm": 199}
+
+
+def _store(root: Path, glue: Path, with_predictions: bool = True):
+    exp = parse_experiment(
+        {"name": "ch", "task": "rte", "model": "packaged", "seeds": 5, "eval_protocol": "heldout",
+         "data_dir": str(glue), "recipes": {"standard": {}, "reinit": {"reinit_layers": 2}},
+         "paper": {"source": "s", "claims": [{"claim": "re-init helps", "task": "rte", "a": "reinit",
+                                               "b": "standard"}]}},
+        "ch.toml",
+    )  # fmt: skip
+    spec0 = exp.runs[0]
+    splits = D.eval_splits("rte", D.load_split("rte", "dev", str(glue)), "heldout", spec0.split_seed, None)
+    labels = np.array([e.label for e in splits.test])
+    rng = np.random.default_rng(0)
+    matrices: dict[str, list] = {}
+    for spec in exp.runs:
+        flip = rng.random(len(labels)) < (0.1 if spec.recipe.name == "reinit" else 0.3)
+        preds = np.where(flip, 1 - labels, labels)
+        matrices.setdefault(spec.recipe.name, []).append(preds)
+        score = 100 * float(np.mean(preds == labels))
+        row = {**base_row(spec), "status": "done", "metric": "accuracy", "score": score, "val_best": score,
+               "val_final": score, "test_best": score, "test_final": score, "majority_val": 50.0,
+               "majority_test": 50.0, "steps_done": 10, "total_steps": 10, "attempts": 1}  # fmt: skip
+        if with_predictions:
+            write_predictions(root / "ch", spec.run_id, {"val": preds.tolist(), "test": preds.tolist()})
+        write_run(root / "ch", row, [{"eval_index": 0, "step": 10, "fraction": 1.0, "val_metric": score}])
+    return exp, splits, {k: np.array(v) for k, v in matrices.items()}
+
+
+@pytest.fixture(scope="module")
+def churn_report(tmp_path_factory, tiny_glue_dir: Path):
+    root = tmp_path_factory.mktemp("res")
+    exp, splits, matrices = _store(root, tiny_glue_dir)
+    budget = {"target": "sequential", "max": 20, "runs_used": 10, "runs_at_max": 40, "runs_saved": 30,
+              "configs": [{"config_key": "rte/standard", "look": 1, "n": 5, "stop": True,
+                           "reason": "settled: rte: reinit > standard: z = 3.1 >= boundary 2.9"}]}  # fmt: skip
+    (root / "ch" / BUDGET_FILE).write_text(json.dumps(budget))
+    md = write_report(root / "ch", spec=exp, **FAST).read_text()
+    return md, root / "ch" / "report", splits, matrices
+
+
+def test_churn_table_and_figure(churn_report):
+    md, out, _, matrices = churn_report
+    assert "## Prediction churn between seeds" in md and (out / "churn_rte.png").is_file()
+    row = next(x for x in md.splitlines() if x.startswith("| standard | 5 |"))
+    assert f"{100 * mean_churn(matrices['standard']):.1f}%" in row
+    assert "![rte: churn per recipe" in md
+
+
+def test_flipped_examples_show_their_text(churn_report):
+    md, _, splits, _ = churn_report
+    section = md[md.index("Examples that flip most") :]
+    first = section.splitlines()[4]  # header, separator, then the top example
+    index = int(first.strip("|").split("|")[0])
+    assert splits.test[index].text_a.split()[0] in first
+
+
+def test_recipe_agreement_and_seeds_needed(churn_report):
+    md = churn_report[0]
+    row = next(x for x in md.splitlines() if x.startswith("| reinit vs standard |"))
+    assert len(row.split("|")) == 8  # pair, between, within, excess, p, rho
+    line = next(x for x in md.splitlines() if x.startswith("- rte: reinit vs standard (re-init helps)"))
+    assert "seeds per recipe** for 80% power" in line or "no finite number" in line
+
+
+def test_budget_section(churn_report):
+    md = churn_report[0]
+    assert "## Adaptive seed budget" in md and "**30 runs saved**" in md and "75%" in md
+    assert "| rte/standard | 5 | 1 | settled: rte: reinit > standard" in md
+
+
+def test_store_without_predictions_says_so(tmp_path: Path, tiny_glue_dir: Path):
+    exp, _, _ = _store(tmp_path, tiny_glue_dir, with_predictions=False)
+    md = write_report(tmp_path / "ch", spec=exp, **FAST).read_text()
+    assert "No per-example predictions stored" in md and "## Adaptive seed budget" not in md
+
+
+def test_seeds_needed_number_is_the_power_calculation(tmp_path: Path, tiny_glue_dir: Path):
+    from harness.store import load_runs
+
+    exp, _, _ = _store(tmp_path, tiny_glue_dir)
+    md = write_report(tmp_path / "ch", spec=exp, **FAST).read_text()
+    runs = load_runs(tmp_path / "ch")
+    a = runs[runs["recipe"] == "reinit"]["score"].to_numpy(float)
+    b = runs[runs["recipe"] == "standard"]["score"].to_numpy(float)
+    n = seeds_for_power(a.mean() - b.mean(), a.std(ddof=1), b.std(ddof=1))
+    assert f"**{n} seeds per recipe**" in md
+
+
+def test_unreadable_spec_still_reports_churn_without_text(tmp_path: Path, tiny_glue_dir: Path):
+    import pandas as pd
+
+    exp, _, _ = _store(tmp_path, tiny_glue_dir)
+    runs_dir = tmp_path / "ch" / "runs"
+    for part in runs_dir.glob("*.parquet"):  # e.g. runs imported from another tool: no RunSpec JSON
+        frame = pd.read_parquet(part)
+        frame["spec"] = "{}"
+        frame.to_parquet(part, index=False)
+    (tmp_path / "ch" / "runs.parquet").unlink(missing_ok=True)
+    md = write_report(tmp_path / "ch", spec=exp, **FAST).read_text()
+    assert "| standard | 5 |" in md and "(text unavailable)" in md

@@ -20,10 +20,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("pipeline", ("harness.pipeline",)),
     ("stages", ("harness.stages",)),
     ("train", ("harness.train",)),
-    ("recipes/models/data", ("harness.recipes", "harness.models", "harness.data", "harness.provenance")),
+    ("recipes/models", ("harness.recipes", "harness.models", "harness.provenance")),
     ("analysis/report", ("harness.analysis", "harness.report")),
-    ("spec/config/tasks/records/store", ("harness.spec", "harness.config", "harness.tasks", "harness.records",
-                                         "harness.store", "harness")),
+    ("spec/config/tasks/data/records/store", ("harness.spec", "harness.config", "harness.tasks", "harness.data",
+                                              "harness.records", "harness.store", "harness")),
 )  # fmt: skip
 READ_SIDE = ("harness.analysis", "harness.report")
 READ_SIDE_MAY_IMPORT = (
@@ -31,6 +31,8 @@ READ_SIDE_MAY_IMPORT = (
     "harness.spec",
     "harness.config",
     "harness.tasks",
+    "harness.data",  # task data without torch: the churn report shows the examples' text
+    "harness.seed_budget",  # the adaptive budget's declaration (spec-level, no torch)
     "harness.records",
     "harness.store",
 )
@@ -52,7 +54,17 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
     """Every module `name` imports (harness modules resolved as above, others by their full dotted name)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    typing_only = {  # `if TYPE_CHECKING:` imports never run: annotations, not dependencies
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+        for stmt in node.body
+        for inner in ast.walk(stmt)
+    }
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

@@ -10,9 +10,10 @@ import pytest
 
 from harness import data as D
 from harness.config import Recipe, RunSpec
+from harness.pipeline import train_run
 from harness.records import RunContext
 from harness.store import load_predictions, write_predictions, write_run
-from harness.train import keep_predictions, selected_predictions, train_run
+from harness.train import keep_predictions, selected_predictions
 
 
 def _point(val: float, step: int) -> dict:

@@ -193,6 +193,7 @@ class RunSpec:
     split_seed: int = 0  # fixed, independent of the run seeds (Zhang et al.)
     max_seq_length: int = 128
     num_evals: int = 10
+    engine: str = "loop"  # "vectorised": trained in a seed group (harness.vectorised); other numbers, other id
 
     @property
     def run_id(self) -> str:
@@ -213,6 +214,8 @@ class RunSpec:
         data.pop("experiment")
         if data["custom_task"] is None:
             data.pop("custom_task")  # keeps the ids of registry tasks what they were
+        if data["engine"] == "loop":
+            data.pop("engine")  # keeps the ids of loop runs what they were
         data["recipe"].pop("name")  # renaming a recipe does not change its runs
         data["spec_version"] = SPEC_VERSION
         return data
@@ -251,6 +254,7 @@ class SchedulePolicy:
     oom_halve_batch: bool = True
     ray_address: str | None = None
     early_stop: EarlyStopPolicy | None = None
+    seeds_per_worker: int = 1  # > 1: runs of one configuration trained K at a time in one process
 
 
 @dataclass(frozen=True)

@@ -41,14 +41,18 @@ OnEvals = Callable[[list[EvalPoint]], list[bool]]
 
 
 def train_group(
-    specs: Sequence[RunSpec], ctx: RunContext | None = None, on_evals: OnEvals | None = None
+    specs: Sequence[RunSpec],
+    ctx: RunContext | None = None,
+    on_evals: OnEvals | None = None,
+    precision: str | None = None,
 ) -> list[RunResult]:
     """Fine-tune every spec (one configuration, any seeds) together; one RunResult per spec, in order.
 
     `on_evals` receives the eval points of the runs still training at an evaluation step and returns,
     per point, whether that run goes on (False = stopped, as RunContext.on_eval for one run).
+    `precision` ("fp32" | "bf16") overrides the recipe's (benchmarks); bf16 runs the forward under autocast.
     """
-    return _Group(list(specs), ctx or RunContext(), on_evals).train()
+    return _Group(list(specs), ctx or RunContext(), on_evals, precision).train()
 
 
 def check_group(specs: Sequence[RunSpec]) -> None:
@@ -135,10 +139,15 @@ def build_eval_set(encoded: Encoded | None, device: torch.device) -> _EvalSet | 
 
 
 class _Group:
-    def __init__(self, specs: list[RunSpec], ctx: RunContext, on_evals: OnEvals | None) -> None:
+    def __init__(self, specs: list[RunSpec], ctx: RunContext, on_evals: OnEvals | None, precision: str | None) -> None:
         check_group(specs)
         self.specs, self.ctx, self.on_evals = specs, ctx, on_evals
         self.recipe = specs[0].recipe
+        self.precision = precision or getattr(self.recipe, "precision", "fp32")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(
+                f"train_group: precision {self.precision!r} is not supported vectorised; use fp32 or bf16"
+            )
         self.task = specs[0].task_def
         self.k = len(specs)
 
@@ -264,10 +273,7 @@ class _Group:
         masks = Masks(seeds, arch)
         active = torch.ones(k, dtype=torch.bool, device=device)
         runs = torch.arange(k, device=device)[:, None]
-        precision = getattr(recipe, "precision", "fp32")
-        autocast = (
-            torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-        )  # fmt: skip
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
 
         state = _RunState.start(k)
         loss_log: list[torch.Tensor] = []
@@ -369,11 +375,10 @@ class _Group:
         if eval_set is None:
             return None
         out = np.zeros((self.k, len(eval_set.encoded)), dtype=np.float64)
-        precision = getattr(self.recipe, "precision", "fp32")
         for ids, mask, types, idx in eval_set.chunks:
             shape = (self.k, *ids.shape)
             dev = ids.device
-            with torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext():
+            with torch.autocast(dev.type, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext():
                 logits = forward(params, arch, ids.expand(shape), mask.expand(shape), types.expand(shape))
             values = logits.squeeze(-1) if self.task.is_regression else logits.argmax(-1)
             out[:, idx] = values.float().cpu().numpy()

@@ -140,7 +140,9 @@ def run_cpu_section(
     return rows
 
 
-def _loop_8_per_gpu(specs: list[RunSpec], data_dir: str, per_gpu: int) -> tuple[float, list[RunResult]]:
+def _loop_8_per_gpu(
+    specs: list[RunSpec], data_dir: str, per_gpu: int, gpus: list[str] | None = None
+) -> tuple[float, list[RunResult]]:
     """The loop through the local backend, `per_gpu` worker processes on GPU 0 (no store: no pandas needed)."""
     from harness.schedule.backend import Attempt, Crashed, Finished
     from harness.schedule.local import LocalBackend
@@ -148,7 +150,9 @@ def _loop_8_per_gpu(specs: list[RunSpec], data_dir: str, per_gpu: int) -> tuple[
     ctx_fields = {"data_dir": data_dir, "threads": 1, "progress": False}
     results: list[RunResult] = []
     start = time.perf_counter()
-    with LocalBackend("harness.train:train_run", ctx_fields, runs_per_gpu=per_gpu, gpus=["0"]) as backend:
+    gpus = ["0"] if gpus is None else gpus  # [] = CPU slots (a smoke test without a GPU)
+    backend = LocalBackend("harness.train:train_run", ctx_fields, runs_per_gpu=per_gpu, gpus=gpus, max_workers=per_gpu)
+    with backend:
         queue = [Attempt(s) for s in specs]
         live = 0
         while queue or live:
@@ -229,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--peak-bf16", type=float, default=PEAK_BF16)
     parser.add_argument("--peak-tf32", type=float, default=PEAK_TF32)
+    parser.add_argument("--loop-runs", type=int, default=16, help="GPU: loop runs at 8 processes per GPU")
+    parser.add_argument("--budget", type=float, default=170.0, help="GPU: seconds after which larger K are skipped")
     args = parser.parse_args(argv)
     ks = tuple(int(k) for k in args.ks.split(",")) if args.ks else None
     if args.gpu:
@@ -236,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--gpu needs --model-dir and --data-dir")
         rows = run_gpu_section(
             args.model_dir, args.data_dir, args.out_dir, ks or (1, 8, 32, 64),
-            peak_bf16=args.peak_bf16, peak_tf32=args.peak_tf32,
+            loop_runs=args.loop_runs, peak_bf16=args.peak_bf16, peak_tf32=args.peak_tf32, budget_s=args.budget,
         )  # fmt: skip
         print(table(rows, "GPU"))
         return 0

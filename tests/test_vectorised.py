@@ -225,3 +225,36 @@ def test_engine_is_part_of_the_run_id_and_chosen_from_seeds_per_worker() -> None
     assert dataclasses.replace(by_recipe[("std", 1)], engine="loop").run_id in old
     with pytest.raises(Exception, match="seeds_per_worker"):
         parse_experiment({**base, "schedule": {"seeds_per_worker": 0}})
+
+
+def test_group_models_are_built_exactly_as_the_loop_builds_them(tiny_model_dir: Path) -> None:
+    """The group copies one loaded template when only the head is missing: same weights as loading per run."""
+    from harness import recipes
+    from harness.models import init_head, load_classifier
+    from harness.train import seed_everything
+    from harness.vectorised.engine import _Group
+
+    recipe = Recipe(reinit_layers=1, mixout=0.2)
+    specs = [spec_for(tiny_model_dir, recipe, *s) for s in SEEDS[:3]]
+    group = _Group(specs, RunContext(), None, None)
+    built = group.build_models()
+    assert group.head_only_missing
+    for spec, model in zip(specs, built, strict=True):
+        seed_everything(spec.init_seed)
+        ref = load_classifier(spec.model, 2)
+        init_head(ref, spec.init_seed)
+        ref = recipes.prepare_model(ref, recipe, init_seed=spec.init_seed)
+        ours, theirs = model.state_dict(), ref.state_dict()
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert not torch.equal(built[0].classifier.weight, built[1].classifier.weight)
+
+
+def test_fallback_note_names_why_a_run_trained_alone() -> None:
+    from harness.schedule.groups import fallback_note
+
+    spec = RunSpec("sst2", "m", Recipe(lora_r=4), 1, 1)
+    assert "lora_r" in fallback_note(spec, 4, "trainable 1/2 params")
+    assert fallback_note(spec, 4, "x").startswith("x; seeds_per_worker = 4")
+    assert fallback_note(spec, 1, "x") == "x"
+    assert fallback_note(RunSpec("sst2", "m", Recipe(), 1, 1), 4, "x") == "x"

@@ -32,10 +32,9 @@ from harness.recipes.schedule import linear_warmup_decay, warmup_steps_for
 from harness.records import EvalPoint, RunContext, RunResult
 from harness.spec import ConfigError, RunSpec
 from harness.train import Encoded, batch_order, eval_steps, peak_memory_mb, seed_everything, summarize_run
+from harness.vectorised.batches import EvalSet, build_batches, build_eval_set
 from harness.vectorised.model import Arch, Layout, Masks, MixoutWeights, forward, leaf_views, stack_parameters
 from harness.vectorised.optim import Hyper, StackedAdamW
-
-EVAL_CHUNK = 64  # examples per eval forward, as harness.train.predict: fixed, so padding never depends on K
 
 OnEvals = Callable[[list[EvalPoint]], list[bool]]
 
@@ -67,75 +66,6 @@ def check_group(specs: Sequence[RunSpec]) -> None:
     reason = vectorised_unsupported(specs[0].recipe)
     if reason:
         raise ConfigError(f"train_group: recipe '{specs[0].recipe.name}' cannot train vectorised: {reason}")
-
-
-@dataclass
-class _Batches:
-    """Every run's training examples padded to one [K, n, L] tensor, and the per-step index plan."""
-
-    ids: torch.Tensor
-    mask: torch.Tensor
-    types: torch.Tensor
-    labels: torch.Tensor  # [K, n]
-    order: torch.Tensor  # [steps, K, batch_size] example indices (a short batch padded with its first index)
-    sizes: list[int]  # examples in each step's batch (the same for every run: same n, same batch size)
-    widths: list[int]  # tokens of each step's longest example over all runs
-    tokens: np.ndarray  # [K] real tokens seen by each run over the whole plan
-
-
-def _pad(encoded: Encoded, key: str, width: int, pad: int) -> list[list[int]]:
-    return [f.get(key, [0] * len(f["input_ids"])) + [pad] * (width - len(f["input_ids"])) for f in encoded.features]
-
-
-def build_batches(
-    sets: list[Encoded], orders: list[list[list[int]]], batch_size: int, device: torch.device
-) -> _Batches:
-    n = {len(s) for s in sets}
-    if len(n) != 1:
-        raise ConfigError(f"train_group: runs have training sets of different sizes {sorted(n)}; set sample_size")
-    width = max(len(f["input_ids"]) for s in sets for f in s.features)
-    ids = torch.tensor([_pad(s, "input_ids", width, s.pad_id) for s in sets], dtype=torch.long)
-    mask = torch.tensor([_pad(s, "attention_mask", width, 0) for s in sets], dtype=torch.long)
-    types = torch.tensor([_pad(s, "token_type_ids", width, 0) for s in sets], dtype=torch.long)
-    labels = torch.stack([s.labels for s in sets])
-    lengths = np.array([[len(f["input_ids"]) for f in s.features] for s in sets])
-    steps = len(orders[0])
-    order = np.zeros((steps, len(sets), batch_size), dtype=np.int64)
-    sizes, widths = [], []
-    tokens = np.zeros(len(sets), dtype=np.int64)
-    for step in range(steps):
-        size = len(orders[0][step])
-        sizes.append(size)
-        for k, run_order in enumerate(orders):
-            order[step, k, :size] = run_order[step]
-            order[step, k, size:] = run_order[step][0]
-        picked = np.take_along_axis(lengths, order[step, :, :size], axis=1)
-        widths.append(int(picked.max()))
-        tokens += picked.sum(axis=1)
-    return _Batches(
-        ids.to(device), mask.to(device), types.to(device), labels.to(device), torch.from_numpy(order).to(device),
-        sizes, widths, tokens,
-    )  # fmt: skip
-
-
-@dataclass
-class _EvalSet:
-    chunks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]]
-    encoded: Encoded
-
-
-def build_eval_set(encoded: Encoded | None, device: torch.device) -> _EvalSet | None:
-    """Chunks of EVAL_CHUNK examples sorted by length (as harness.train.predict), already on the device."""
-    if encoded is None:
-        return None
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded.features[i]["input_ids"]))
-    chunks = []
-    for start in range(0, len(order), EVAL_CHUNK):
-        idx = order[start : start + EVAL_CHUNK]
-        batch = encoded.batch(idx)
-        types = batch.get("token_type_ids", torch.zeros_like(batch["input_ids"]))
-        chunks.append((batch["input_ids"].to(device), batch["attention_mask"].to(device), types.to(device), idx))
-    return _EvalSet(chunks, encoded)
 
 
 class _Group:
@@ -319,7 +249,7 @@ class _Group:
     @torch.no_grad()
     def evaluate(
         self, step: int, total_steps: int, n_train: int, loss_log: list[torch.Tensor], state: _RunState,
-        params: dict[str, torch.Tensor], arch: Arch, val_set: _EvalSet | None, test_set: _EvalSet | None,
+        params: dict[str, torch.Tensor], arch: Arch, val_set: EvalSet | None, test_set: EvalSet | None,
         active: torch.Tensor,
     ) -> None:  # fmt: skip
         """All runs still training, on the same eval sets in one batched forward; the host syncs here only."""
@@ -370,7 +300,7 @@ class _Group:
             if stopped:
                 active[torch.tensor(stopped, device=active.device)] = False
 
-    def predict(self, params: dict[str, torch.Tensor], arch: Arch, eval_set: _EvalSet | None) -> np.ndarray | None:
+    def predict(self, params: dict[str, torch.Tensor], arch: Arch, eval_set: EvalSet | None) -> np.ndarray | None:
         """[K, n] predictions (class id, or the score for regression) in the split's stored order."""
         if eval_set is None:
             return None
@@ -384,7 +314,7 @@ class _Group:
             out[:, idx] = values.float().cpu().numpy()
         return out
 
-    def metric(self, preds: np.ndarray | None, eval_set: _EvalSet | None) -> float:
+    def metric(self, preds: np.ndarray | None, eval_set: EvalSet | None) -> float:
         if preds is None or eval_set is None:
             return float("nan")
         return 100.0 * D.compute_metric(self.task.metric, preds.tolist(), eval_set.encoded.labels.tolist())
@@ -486,7 +416,7 @@ def _per_run_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) 
     return F.cross_entropy(logits.float().reshape(k * b, c), labels.reshape(-1), reduction="none").view(k, b).mean(1)
 
 
-def _tokens(eval_set: _EvalSet | None) -> int:
+def _tokens(eval_set: EvalSet | None) -> int:
     return eval_set.encoded.tokens() if eval_set is not None else 0
 
 

@@ -17,6 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from harness.engines import choose_engine
 from harness.fingerprint import data_fingerprint, data_root, model_fingerprint
 from harness.overrides import apply_overrides
 from harness.seed_budget import parse_adaptive
@@ -361,12 +362,13 @@ def parse_experiment(
     schedule = _build(SchedulePolicy, {**schedule_raw, "early_stop": None}, f"{where} [schedule]")
     if schedule.backend not in BACKENDS:
         raise ConfigError(f"{where}: 'schedule.backend' = {schedule.backend!r}; allowed: {', '.join(BACKENDS)}")
-    for key in ("runs_per_gpu", "threads_per_run"):
+    for key in ("runs_per_gpu", "threads_per_run", "seeds_per_worker"):
         if getattr(schedule, key) < 1:
             raise ConfigError(f"{where}: 'schedule.{key}' = {getattr(schedule, key)}; must be >= 1")
     if schedule.max_retries < 0:
         raise ConfigError(f"{where}: 'schedule.max_retries' = {schedule.max_retries}; must be >= 0")
     schedule = dataclasses.replace(schedule, early_stop=early_policy, slurm=slurm)
+    runs = [choose_engine(spec, schedule.seeds_per_worker)[0] for spec in runs]  # seed groups train vectorised
 
     thresholds = data.get("degenerate_threshold", {})
     if not isinstance(thresholds, Mapping) or not all(

@@ -216,6 +216,7 @@ class RunSpec:
     # (task, fingerprint of its train/dev data) for every task the run trains on, and the weights'.
     data_fingerprints: tuple[tuple[str, str], ...] = ()
     model_fingerprint: str = ""
+    engine: str = "loop"  # "vectorised": trained in a seed group (harness.vectorised); other numbers, other id
 
     @functools.cached_property
     def run_id(self) -> str:  # cached: status and the scheduler ask for it many times per run
@@ -237,6 +238,8 @@ class RunSpec:
         data.pop("experiment")
         if data["custom_task"] is None:
             data.pop("custom_task")  # keeps the ids of registry tasks what they were
+        if data["engine"] == "loop":
+            data.pop("engine")  # keeps the ids of loop runs what they were
         data["recipe"].pop("name")  # renaming a recipe does not change its runs
         if self.model_fingerprint.startswith("sha256:"):
             data.pop("model")  # weights known by content: moving or aliasing the folder does not change its runs
@@ -304,6 +307,7 @@ class SchedulePolicy:
     early_stop: EarlyStopPolicy | None = None
     slurm: SlurmPolicy = field(default_factory=SlurmPolicy)
     deterministic: bool = False  # torch deterministic algorithms + cuBLAS workspace in every worker
+    seeds_per_worker: int = 1  # > 1: runs of one configuration trained K at a time in one process
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ early stopping and the store live in `core.py`, shared by every backend
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -34,6 +35,31 @@ class Attempt:
     @property
     def run_id(self) -> str:
         return self.spec.run_id
+
+
+@dataclass(frozen=True)
+class GroupAttempt:
+    """One try at K runs of one configuration trained together in one worker (harness.vectorised).
+
+    Every message about a member carries that member's own attempt key (`member_key`), so the core
+    records, retries and early-stops each run as if it had its own worker.
+    """
+
+    specs: tuple[RunSpec, ...]
+    number: int = 1
+    rung_at: float | None = None
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha256(",".join(s.run_id for s in self.specs).encode()).hexdigest()[:12]
+        return f"group-{digest}#{self.number}"
+
+    def member_key(self, run_id: str) -> str:
+        return f"{run_id}#{self.number}"
+
+    @property
+    def members(self) -> tuple[Attempt, ...]:
+        return tuple(Attempt(s, self.number, None, self.rung_at) for s in self.specs)
 
 
 # Messages a backend streams back, each tagged with the attempt key.

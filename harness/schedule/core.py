@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.records import base_row, failed_row
+from harness.schedule import groups
 from harness.schedule.backend import (
     Attempt,
     Backend,
     Crashed,
     Evaluated,
     Finished,
+    GroupAttempt,
     Message,
     ScheduleError,
     Started,
@@ -99,6 +101,7 @@ def make_backend(
     ctx_fields: dict[str, Any],
     max_workers: int | None,
     ray_address: str | None,
+    group_fn: str = groups.GROUP_FN,
 ) -> Backend:
     policy = experiment.schedule
     if name == "local":
@@ -110,6 +113,7 @@ def make_backend(
             runs_per_gpu=policy.runs_per_gpu,
             threads_per_run=policy.threads_per_run,
             max_workers=max_workers,
+            group_fn=group_fn,
         )
     if name == "ray":
         from harness.schedule.ray_backend import RayBackend
@@ -165,6 +169,7 @@ def run_experiment(
     ray_address: str | None = None,
     on_locked: Callable[[], None] | None = None,
     retry_failed: bool = False,
+    group_fn: str = groups.GROUP_FN,
 ) -> RunSummary:
     """Run every run of `experiment` not yet stored under results_root/<name>; resumable, one driver at a time.
 
@@ -178,6 +183,8 @@ def run_experiment(
     if name not in BACKENDS:
         raise ScheduleError(f"backend {name!r} is unknown; allowed: {', '.join(BACKENDS)}")
     check_train_fn(train_fn)
+    if problem := groups.backend_problem(experiment, name):
+        raise ScheduleError(problem)
     exp_dir = experiment_dir(results_root, experiment.name)
     started = time.monotonic()
     with ExperimentLock(exp_dir), _sigterm_as_interrupt():
@@ -202,7 +209,7 @@ def run_experiment(
             "progress": False,
             "deterministic": experiment.schedule.deterministic,
         }
-        with make_backend(name, experiment, train_fn, ctx_fields, max_workers, ray_address) as be:
+        with make_backend(name, experiment, train_fn, ctx_fields, max_workers, ray_address, group_fn) as be:
             driver = _Driver(experiment, exp_dir, be, tracker, summary, progress)
             summary = driver.run(todo)
     return dataclasses.replace(summary, wall_time_s=time.monotonic() - started)
@@ -265,6 +272,7 @@ class _Live:
     started: float = 0.0
     fraction: float = 0.0
     waiting: bool = False
+    group: GroupAttempt | None = None  # trained in this seed group (one worker for all its members)
 
 
 class _Driver:
@@ -290,20 +298,25 @@ class _Driver:
         self.queue: collections.deque[Attempt] = collections.deque()
         self.live: dict[str, _Live] = {}
         self.events: list[dict[str, str]] = []
+        self.groups = groups.GroupBook()
         self.progress = Progress(
             self.summary.total - self.summary.skipped - self.summary.reused, backend.describe(), enabled=progress
         )
 
     def run(self, todo: list[RunSpec]) -> RunSummary:
         rung_at = self.tracker.at if self.tracker else None
-        self.queue.extend(Attempt(spec, 1, None, rung_at) for spec in todo)
+        self.queue.extend(groups.plan_attempts(todo, self.policy.seeds_per_worker, rung_at))
         self.event("", "start", f"{len(todo)} run(s) to do, {self.summary.skipped} stored; {self.backend.describe()}")
         try:
             while self.queue or self.live:
-                while self.queue and len(self.live) < self.backend.slots:
+                while self.queue and self.groups.busy(self.live) < self.backend.slots:
                     attempt = self.queue.popleft()
                     self.backend.submit(attempt)
-                    self.live[attempt.key] = _Live(attempt, started=time.monotonic())
+                    if isinstance(attempt, GroupAttempt):  # one slot, one live entry per member
+                        for member in self.groups.submitted(attempt):
+                            self.live[member.key] = _Live(member, started=time.monotonic(), group=attempt)
+                    else:
+                        self.live[attempt.key] = _Live(attempt, started=time.monotonic())
                 for message in self.backend.messages(timeout=0.5):
                     self.handle(message)
                 self.decide_rungs()
@@ -360,6 +373,9 @@ class _Driver:
         attempt, spec = live.attempt, live.attempt.spec
         row = {**message.result.run, "run_id": spec.run_id, "attempts": attempt.number}
         row.setdefault("device", live.device)
+        row["notes"] = groups.fallback_note(spec, self.policy.seeds_per_worker, row.get("notes"))
+        if live.group is not None:
+            self.groups.member_done(live.group, spec.run_id)
         row["experiment"] = row.get("experiment") or self.experiment.name
         try:
             if message.result.predictions:  # before the run part, like the curve
@@ -387,6 +403,14 @@ class _Driver:
         self.progress.note(f"{status}: {spec.config_key} seed {spec.init_seed}/{spec.order_seed}")
 
     def crashed(self, live: _Live, message: Crashed) -> None:
+        if live.group is not None:  # the group is retried (split in two on OOM) once all its members reported
+            for retry, note in self.groups.member_crashed(live.group, live, message, self.policy):
+                self.retries += 1
+                self.queue.appendleft(retry)
+                self.event("", "retry", note)
+            for failed, error in self.groups.take_failed(live.group):
+                self.fail(failed, error)
+            return
         attempt, spec = live.attempt, live.attempt.spec
         last_line = (message.error.strip().splitlines() or ["?"])[0][:300]
         if attempt.number <= self.policy.max_retries:
@@ -404,6 +428,11 @@ class _Driver:
                 f"{retry.number}/{self.policy.max_retries + 1}{how}",
             )
             return
+        self.fail(live, message)
+
+    def fail(self, live: _Live, message: Crashed) -> None:
+        attempt, spec = live.attempt, live.attempt.spec
+        last_line = (message.error.strip().splitlines() or ["?"])[0][:300]
         write_run(self.exp_dir, failed_row(spec, message.error, attempt.number, live.device), [])
         self.counts["failed"] += 1
         if self.tracker:

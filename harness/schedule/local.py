@@ -22,8 +22,16 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from harness.schedule.backend import Attempt, Backend, Crashed, Finished, Message, Started
-from harness.schedule.worker import describe_exit, die_with_parent, load_train_fn, run_attempt, thread_env
+from harness.schedule.backend import Attempt, Backend, Crashed, Finished, GroupAttempt, Message, Started
+from harness.schedule.worker import (
+    GROUP_FN,
+    describe_exit,
+    die_with_parent,
+    load_train_fn,
+    run_attempt,
+    run_group_attempt,
+    thread_env,
+)
 
 
 def discover_gpus() -> list[str]:
@@ -68,8 +76,10 @@ def plan_slots(
 BAD_FORK = "HARNESS_BAD_FORK"
 
 
-def _worker_main(train_fn: str, ctx_fields: dict[str, Any], env: dict[str, str], conn: Connection) -> None:
-    """A worker for exactly one attempt: import the training stack first, then wait for the attempt."""
+def _worker_main(
+    train_fn: str, ctx_fields: dict[str, Any], env: dict[str, str], conn: Connection, group_fn: str = GROUP_FN
+) -> None:
+    """A worker for exactly one attempt (or one seed group): import the training stack, then wait for it."""
     die_with_parent()  # our parent is the forkserver (or the driver under spawn); it dies with the driver
     if os.getppid() == 1:  # orphaned before prctl took effect
         os._exit(1)
@@ -84,6 +94,9 @@ def _worker_main(train_fn: str, ctx_fields: dict[str, Any], env: dict[str, str],
         return
     if attempt is None:
         return
+    if isinstance(attempt, GroupAttempt):
+        _group_main(attempt, group_fn, ctx_fields, conn)
+        return
     conn.send(Started(attempt.key, ctx_fields["device"]))
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda._is_in_bad_fork():
@@ -91,6 +104,20 @@ def _worker_main(train_fn: str, ctx_fields: dict[str, Any], env: dict[str, str],
         return
     message = run_attempt(attempt, train_fn, ctx_fields, conn.send, conn.recv)
     conn.send(message)
+    conn.close()
+
+
+def _group_main(group: GroupAttempt, group_fn: str, ctx_fields: dict[str, Any], conn: Connection) -> None:
+    keys = [group.member_key(s.run_id) for s in group.specs]
+    for key in keys:
+        conn.send(Started(key, ctx_fields["device"]))
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda._is_in_bad_fork():
+        for key in keys:
+            conn.send(Crashed(key, f"{BAD_FORK}: CUDA was initialised in the forkserver; retrying under spawn"))
+        return
+    for message in run_group_attempt(group, group_fn, ctx_fields, conn.send, conn.recv):
+        conn.send(message)
     conn.close()
 
 
@@ -129,6 +156,7 @@ class _Live:
     conn: Connection
     slot: Slot
     final: bool = False
+    pending: set[str] = field(default_factory=set)  # member attempt keys without a final message yet
 
 
 class LocalBackend(Backend):
@@ -145,8 +173,11 @@ class LocalBackend(Backend):
         gpus: list[str] | None = None,
         prestart: bool = True,
         start_method: str = "forkserver",
+        group_fn: str = GROUP_FN,
     ):
         self.train_fn = train_fn
+        self.group_fn = group_fn
+        self._unit_of: dict[str, str] = {}  # a group member's attempt key -> its group's key
         self.ctx_fields = dict(ctx_fields)
         self.gpus = discover_gpus() if gpus is None else gpus
         self._slots = plan_slots(self.gpus, runs_per_gpu, threads_per_run, max_workers)
@@ -170,7 +201,7 @@ class LocalBackend(Backend):
         parent_conn, child_conn = self._mp.Pipe(duplex=True)
         process = self._mp.Process(
             target=_worker_main,
-            args=(self.train_fn, ctx, {**os.environ, **slot.env}, child_conn),
+            args=(self.train_fn, ctx, {**os.environ, **slot.env}, child_conn, self.group_fn),
             name=f"harness-worker-{slot.label}",
             daemon=True,
         )
@@ -190,7 +221,11 @@ class LocalBackend(Backend):
         except (BrokenPipeError, OSError):  # the spare died while waiting: start afresh
             worker = self._start(slot)
             worker.conn.send(attempt)
-        self._live[attempt.key] = _Live(attempt, worker.process, worker.conn, slot)
+        members = [attempt.member_key(s.run_id) for s in attempt.specs] if isinstance(attempt, GroupAttempt) else []
+        self._unit_of.update((m, attempt.key) for m in members)
+        self._live[attempt.key] = _Live(
+            attempt, worker.process, worker.conn, slot, pending=set(members or [attempt.key])
+        )
         if self.prestart:  # the next attempt on this slot skips interpreter and torch start-up
             self._spares[slot.index] = self._start(slot)
 
@@ -207,8 +242,8 @@ class LocalBackend(Backend):
                 self._kill_spares()
             if not live.process.is_alive():
                 out.extend(self._drain(live))  # anything sent just before exiting
-                if not live.final:
-                    out.append(Crashed(key, describe_exit(live.process.exitcode)))
+                if not live.final:  # every member still without a result loses this attempt
+                    out.extend(Crashed(m, describe_exit(live.process.exitcode)) for m in sorted(live.pending))
                 self._retire(key)
             elif live.final:
                 live.process.join(timeout=10)  # it sent its result: let it exit, or make it
@@ -228,23 +263,30 @@ class LocalBackend(Backend):
             except (EOFError, OSError):
                 break
             out.append(message)
-            live.final = isinstance(message, Finished | Crashed)
+            if isinstance(message, Finished | Crashed):
+                live.pending.discard(message.key)
+                live.final = not live.pending
         return out
 
     def _retire(self, key: str) -> None:
         live = self._live.pop(key)
+        for member in [m for m, unit in self._unit_of.items() if unit == key]:
+            del self._unit_of[member]
         live.conn.close()
         live.process.join(timeout=1)
         self._free.append(live.slot)
         self._free.sort(key=lambda s: s.index)
 
     def answer(self, key: str, keep: bool) -> None:
-        live = self._live.get(key)
+        unit = self._unit_of.get(key)
+        live = self._live.get(unit or key)
         if live is not None:
             with contextlib.suppress(BrokenPipeError, OSError):  # it died meanwhile: messages() reports it
-                live.conn.send(keep)
+                live.conn.send((key, keep) if unit else keep)
 
     def cancel(self, key: str) -> None:
+        """Kill an attempt (a group member's key kills its whole group)."""
+        key = self._unit_of.get(key, key)
         live = self._live.get(key)
         if live is not None:
             live.process.kill()

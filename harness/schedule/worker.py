@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.records import EvalPoint, RunContext, RunResult
-from harness.schedule.backend import Attempt, Crashed, Evaluated, Finished, Message
+from harness.schedule.backend import Attempt, Crashed, Evaluated, Finished, GroupAttempt, Message
 
 
 class TrainFnError(ValueError):
@@ -106,3 +106,43 @@ def describe_exit(exitcode: int | None) -> str:
             name = f"signal {-exitcode}"
         return f"worker process died with {name} (exit code {exitcode}) before reporting a result"
     return f"worker process exited with code {exitcode} before reporting a result"
+
+
+GROUP_FN = "harness.vectorised.engine:train_group"
+
+
+def run_group_attempt(
+    group: GroupAttempt,
+    group_fn: str,
+    ctx_fields: dict[str, Any],
+    send: Callable[[Message], None],
+    ask: Callable[[], tuple[str, bool]],
+) -> list[Message]:
+    """Train a seed group; stream every member's evals (all of one eval step first, then wait at the rung
+    for each member there: answers come back as (member key, keep) in any order); one final message per member."""
+    waited: set[str] = set()
+
+    def on_evals(points: list[EvalPoint]) -> list[bool]:
+        asked: list[str] = []
+        for point in points:
+            key = group.member_key(point.run_id)
+            at_rung = group.rung_at is not None and point.run_id not in waited and group.rung_at <= point.fraction < 1.0
+            send(Evaluated(key, point, at_rung))
+            if at_rung:
+                waited.add(point.run_id)
+                asked.append(key)
+        answers: dict[str, bool] = {}
+        while len(answers) < len(asked):
+            key, keep = ask()
+            answers[key] = bool(keep)
+        return [answers.get(group.member_key(p.run_id), True) for p in points]
+
+    try:
+        fn = load_train_fn(group_fn)
+        results = fn(list(group.specs), RunContext(**ctx_fields), on_evals=on_evals)
+        if len(results) != len(group.specs) or not all(isinstance(r, RunResult) for r in results):
+            raise TypeError(f"{group_fn} must return one harness.records.RunResult per spec, in order")
+        return [Finished(group.member_key(s.run_id), r) for s, r in zip(group.specs, results, strict=True)]
+    except Exception as exc:  # the whole group failed: every member reports it; the core retries the group
+        text = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc))
+        return [Crashed(group.member_key(s.run_id), text, oom=is_oom(exc)) for s in group.specs]

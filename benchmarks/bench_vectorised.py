@@ -67,7 +67,7 @@ def _share(results: list[RunResult], wall: float, peak: float) -> float:
 
 
 def time_loop(specs: list[RunSpec], ctx: RunContext) -> tuple[float, list[RunResult]]:
-    from harness.train import train_run
+    from harness.pipeline import train_run
 
     start = time.perf_counter()
     results = [train_run(s, ctx) for s in specs]
@@ -151,7 +151,7 @@ def _loop_8_per_gpu(
     results: list[RunResult] = []
     start = time.perf_counter()
     gpus = ["0"] if gpus is None else gpus  # [] = CPU slots (a smoke test without a GPU)
-    backend = LocalBackend("harness.train:train_run", ctx_fields, runs_per_gpu=per_gpu, gpus=gpus, max_workers=per_gpu)
+    backend = LocalBackend("harness.pipeline:train_run", ctx_fields, runs_per_gpu=per_gpu, gpus=gpus, max_workers=per_gpu)
     with backend:
         queue = [Attempt(s) for s in specs]
         live = 0

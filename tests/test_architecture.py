@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("schedule", ("harness.schedule",)),
     ("pipeline", ("harness.pipeline",)),
     ("stages", ("harness.stages",)),
-    ("train", ("harness.train",)),
+    ("train", ("harness.train", "harness.vectorised")),
     ("recipes/models", ("harness.recipes", "harness.models", "harness.provenance")),
     ("analysis/report", ("harness.analysis", "harness.report")),
     ("spec/config/tasks/data/records/store", ("harness.spec", "harness.config", "harness.tasks", "harness.data",

@@ -50,7 +50,7 @@ bench: install
 # make gpu-check [OUT=folder] [DRY=1 (CPU, tiny: checks the script)] [PYTHON=python3]
 GPU_BUNDLE ?= .gpu-bundle
 gpu-bundle: install
-	$(BIN)/python benchmarks/gpu_bundle.py --out $(GPU_BUNDLE)
+	$(BIN)/python benchmarks/gpu_bundle.py --out $(GPU_BUNDLE) --tasks rte,sst2,stsb,cola,mrpc
 
 gpu-check:
 	PYTHONPATH=. $(PYTHON) benchmarks/gpu_check.py --bundle $(GPU_BUNDLE) $(if $(OUT),--out $(OUT)) $(if $(DRY),--dry-run)

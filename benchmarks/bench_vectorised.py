@@ -151,7 +151,9 @@ def _loop_8_per_gpu(
     results: list[RunResult] = []
     start = time.perf_counter()
     gpus = ["0"] if gpus is None else gpus  # [] = CPU slots (a smoke test without a GPU)
-    backend = LocalBackend("harness.pipeline:train_run", ctx_fields, runs_per_gpu=per_gpu, gpus=gpus, max_workers=per_gpu)
+    backend = LocalBackend(
+        "harness.pipeline:train_run", ctx_fields, runs_per_gpu=per_gpu, gpus=gpus, max_workers=per_gpu
+    )
     with backend:
         queue = [Attempt(s) for s in specs]
         live = 0

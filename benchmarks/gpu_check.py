@@ -45,6 +45,8 @@ class Check:
     env: dict[str, str]
     out: Path
     dry_run: bool
+    vectorised_budget_s: float = 150.0
+    reproduce_budget_s: float = 150.0
 
 
 @dataclass(frozen=True)
@@ -106,12 +108,76 @@ def section_bare(check: Check) -> list[dict]:
     return [_anchor_row("bare torch loop", "bare", check)]
 
 
+def section_vectorised(check: Check) -> list[dict]:
+    """Seed-vectorised training, K = 1, 8, 32, 64 against 8 loop processes per GPU (bench_vectorised)."""
+    if check.dry_run:
+        return [{"row": "vectorised seeds", "runs": 0, "note": "GPU only (benchmarks/bench_vectorised.py covers CPU)"}]
+    import bench_vectorised
+
+    rows = bench_vectorised.run_gpu_section(
+        check.setting.model, check.env["HARNESS_DATA_DIR"], str(check.out), budget_s=check.vectorised_budget_s
+    )
+    return [{"row": r.get("how", "?"), **{k: v for k, v in r.items() if k != "how"}} for r in rows]
+
+
+# Paper experiments at their GPU scale, in priority order; each is run while the reproduce budget lasts.
+REPRODUCE = (
+    "experiments/zhang2021/bias_correction.toml",
+    "experiments/pilot/sst2.toml",
+    "experiments/pilot/stsb.toml",
+    "experiments/pilot/cola.toml",
+    "experiments/pilot/mrpc.toml",
+    "experiments/pilot/rte.toml",
+    "experiments/zhang2021/reinit_layers.toml",
+    "experiments/zhang2021/table1.toml",
+)
+DRY_RUN_SETS = (  # a tiny CPU version of the same path (seed groups through the command line)
+    "seeds=2", "sample_size=40", "eval_size=40", "num_evals=2", "defaults.max_steps=3",
+    "schedule.seeds_per_worker=2", "schedule.runs_per_gpu=1",
+)  # fmt: skip
+
+
+def section_reproduce(check: Check) -> list[dict]:
+    """`harness run --scale gpu` of the paper experiments above; their stores come back as one archive."""
+    import subprocess
+    import tarfile
+
+    results = Path(check.env["HARNESS_RESULTS_DIR"]).parent / "repro-results"  # only the archive goes to out
+    started, rows = time.perf_counter(), []
+    paths = REPRODUCE[1:2] if check.dry_run else REPRODUCE
+    for path in paths:
+        if time.perf_counter() - started > check.reproduce_budget_s:
+            rows.append({"row": f"reproduce {path}", "error": "skipped: over the reproduce budget"})
+            continue
+        sets = [f"model={check.setting.model}", *(DRY_RUN_SETS if check.dry_run else ())]
+        cmd = [sys.executable, "-m", "harness.cli", "--results", str(results), "run", path, "--scale", "gpu", "--quiet"]
+        cmd += [arg for value in sets for arg in ("--set", value)]
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, env={**check.env, "PYTHONPATH": str(ROOT)}, cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        summary = (done.stdout.strip().splitlines() or ["?"])[-1]
+        row = {"row": f"reproduce {path} (scale gpu)", "s_per_run": None, "note": summary[:300], "wall_s": wall}
+        if done.returncode != 0:
+            row["error"] = f"exit {done.returncode}: {(done.stderr.strip().splitlines() or ['?'])[-1][:300]}"
+            print(done.stderr[-3000:], file=sys.stderr)
+        rows.append(row)
+        partial = check.out / ".repro_results.tar.gz.tmp"
+        with tarfile.open(partial, "w:gz") as tar:  # after each experiment, renamed whole: never half an archive
+            tar.add(results, arcname="repro-results", filter=lambda info: None if "/report" in info.name else info)
+        partial.replace(check.out / "repro_results.tar.gz")
+    if any("error" in r for r in rows):
+        raise RuntimeError("; ".join(f"{r['row']}: {r['error']}" for r in rows if "error" in r))
+    return rows
+
+
 SECTIONS: list[Section] = [
     Section("harness-1", section_harness_one),
-    Section("harness-packed", section_harness_packed),
-    Section("harness-bf16", section_harness_bf16),
     Section("trainer", section_trainer),
     Section("bare", section_bare),
+    Section("harness-packed", section_harness_packed),
+    Section("harness-bf16", section_harness_bf16),
+    Section("vectorised", section_vectorised),
+    Section("reproduce", section_reproduce),
 ]
 
 
@@ -133,6 +199,10 @@ def upcast_bundle(bundle: Path, dest: Path) -> Path:
     return dest
 
 
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)[:300]
+
+
 def render(rows: list[dict], device: str, total_s: float) -> list[str]:
     trainer = next((r["s_per_run"] for r in rows if r["row"] == "HF Trainer" and "error" not in r), None)
     lines = [
@@ -144,6 +214,10 @@ def render(rows: list[dict], device: str, total_s: float) -> list[str]:
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['row']} | FAILED | - | - | - | - | - | - | {r['error'].splitlines()[0][:200]} |")
+            continue
+        if not isinstance(r.get("s_per_run"), int | float) or "runs_per_hour" not in r:  # another section's row
+            rest = ", ".join(f"{k} {_short(v)}" for k, v in r.items() if k not in ("row", "runs"))
+            lines.append(f"| {r['row']} | {r.get('runs', '-')} | - | - | - | - | - | - | {rest} |")
             continue
         ratio = f"{r['s_per_run'] / trainer:.2f}" if trainer else "-"
         phases = ", ".join(f"{k} {v}" for k, v in r.get("phases", {}).items())
@@ -176,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated section names (default: all)")
     parser.add_argument("--budget-s", type=float, default=480, help="skip sections once this much time is spent")
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny setting: checks the script end to end")
+    parser.add_argument("--vectorised-budget-s", type=float, default=150.0, help="time for the vectorised section")
+    parser.add_argument("--reproduce-budget-s", type=float, default=150.0, help="time for the reproduce section")
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
@@ -202,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["HARNESS_DATA_DIR"] = env["HARNESS_DATA_DIR"]  # this process reads the same data
         seeds = list(range(1, (2 if args.dry_run else args.seeds) + 1))
         packing = 2 if args.dry_run else args.packing
-        check = Check(setting, seeds, list(range(1, packing + 1)), packing, env, Path(args.out), args.dry_run)
+        check = Check(
+            setting, seeds, list(range(1, packing + 1)), packing, env, Path(args.out), args.dry_run,
+            args.vectorised_budget_s, args.reproduce_budget_s,
+        )  # fmt: skip
         wanted = set(args.only.split(",")) if args.only else None
         rows: list[dict] = []
         failed = False

@@ -144,6 +144,7 @@ def section_reproduce(check: Check) -> list[dict]:
 
     results = Path(check.env["HARNESS_RESULTS_DIR"]).parent / "repro-results"  # only the archive goes to out
     started, rows = time.perf_counter(), []
+    check.out.mkdir(parents=True, exist_ok=True)
     paths = REPRODUCE[1:2] if check.dry_run else REPRODUCE
     for path in paths:
         if time.perf_counter() - started > check.reproduce_budget_s:

@@ -7,6 +7,7 @@ CUDA is initialised fails with "Invalid device argument" (the bug that failed ev
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -160,3 +161,36 @@ def _spec():
     from harness.config import Recipe, RunSpec
 
     return RunSpec("rte", "packaged", Recipe(), 1, 1, sample_size=8)
+
+
+def test_vectorised_group_calls_prepare_before_any_memory_call(fake_cuda, monkeypatch):
+    """The seed-group engine on 'cuda:0' must initialise CUDA before it touches the memory counters
+    (it reset them first and every group failed on a real GPU with "Invalid device argument")."""
+    from harness.vectorised import engine
+
+    class Reached(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        assert fake_cuda.initialised
+        raise Reached
+
+    monkeypatch.setattr(engine.D, "load_split", stop)
+    with pytest.raises(Reached):
+        engine.train_group([_spec()], RunContext(device="cuda:0"))
+    assert fake_cuda.calls[:3] == ["init", "set_device", "reset_peak_memory_stats"]
+
+
+def test_no_cuda_call_outside_the_device_module():
+    """Every CUDA-only call lives in harness/device.py, where the contract above is tested."""
+    root = Path(__file__).resolve().parents[1] / "harness"
+    offenders = [
+        f"{path.relative_to(root)}:{number}"
+        for path in root.rglob("*.py")
+        if path.name != "device.py"
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if "torch.cuda." in line
+        and not line.lstrip().startswith("#")
+        and "_is_in_bad_fork" not in line  # a flag of the forked process, never a call on the device
+    ]
+    assert not offenders, f"CUDA calls outside harness/device.py: {offenders}"

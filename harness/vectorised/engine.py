@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import data as D
+from harness import device as hw
 from harness import recipes
 from harness.engines import group_key, vectorised_unsupported
 from harness.models import count_parameters, init_head, load_classifier, load_tokenizer, resolve_model
@@ -139,9 +140,9 @@ class _Group:
         ctx, recipe, task, k = self.ctx, self.recipe, self.task, self.k
         if ctx.threads:
             torch.set_num_threads(ctx.threads)
-        device = torch.device(ctx.device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+        hw.set_deterministic(ctx.deterministic)
+        device = hw.resolve(ctx.device)
+        hw.prepare(device)  # initialise CUDA, then reset its peak-memory counter (never the other way round)
         spec0 = self.specs[0]
         full_train = D.load_split(task, "train", ctx.data_dir)
         dev = D.load_split(task, "dev", ctx.data_dir)

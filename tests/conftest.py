@@ -113,3 +113,13 @@ def tiny_glue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "STS-B", name, "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore", sts
         )
     return root
+
+
+@pytest.fixture
+def fake_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The folder where the fake train functions (tests/fakes_*.py) count attempts, and their sleep per eval."""
+    state = tmp_path / "state"
+    state.mkdir()
+    monkeypatch.setenv("FAKE_STATE_DIR", str(state))
+    monkeypatch.setenv("FAKE_SLEEP", "0.2")
+    return state

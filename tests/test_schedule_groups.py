@@ -26,11 +26,8 @@ ROOT = HERE.parent
 
 
 @pytest.fixture(autouse=True)
-def _fake_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    monkeypatch.setenv("FAKE_STATE_DIR", str(state))
-    monkeypatch.setenv("FAKE_SLEEP", "0.2")
+def _fake_env(fake_state: Path) -> None:
+    """Every test here runs the fake train functions against a fresh state folder (conftest.fake_state)."""
 
 
 def _run(exp, root: Path, group_fn: str, workers: int = 2):

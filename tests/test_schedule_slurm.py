@@ -31,11 +31,8 @@ ROOT = HERE.parent
 
 
 @pytest.fixture(autouse=True)
-def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    monkeypatch.setenv("FAKE_STATE_DIR", str(state))
-    monkeypatch.setenv("FAKE_SLEEP", "0.4")
+def _env(fake_state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_SLEEP", "0.4")  # submitit's jobs start slower than local workers
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), str(ROOT), os.environ.get("PYTHONPATH", "")]))
 
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -161,7 +162,7 @@ def _orphans(tag: str) -> list[int]:
 
 def test_driver_killed_at_random_points_then_resumed_stores_every_run_once(tmp_path: Path) -> None:
     n = 24
-    tag = f"HARNESS_KILL_TEST={tmp_path.name}"
+    tag = f"HARNESS_KILL_TEST={uuid.uuid4().hex}"  # unique: another session may run this test at the same time
     env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{ROOT}", "FAKE_SLEEP": "0.5", tag.split("=")[0]: tag}
     cmd = [sys.executable, str(HERE / "fakes_schedule.py"), str(tmp_path), str(n), "2"]
     exp_dir = tmp_path / "killme"
@@ -176,7 +177,9 @@ def test_driver_killed_at_random_points_then_resumed_stores_every_run_once(tmp_p
         time.sleep(delay)
         driver.send_signal(sig)
         code = driver.wait(timeout=30)
-        time.sleep(0.3)  # PR_SET_PDEATHSIG delivery
+        deadline = time.monotonic() + 10  # PR_SET_PDEATHSIG delivery, and exit, take longer on a loaded machine
+        while _orphans(tag) and time.monotonic() < deadline:
+            time.sleep(0.1)
         stored = stored_run_ids(exp_dir)
         log.append(f"round {round_}: {sig.name} after {delay:.2f}s, exit {code}, stored {before} -> {len(stored)}")
         assert _orphans(tag) == [], "workers outlived their driver"

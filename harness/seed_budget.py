@@ -15,40 +15,15 @@ until the target is met or `max` is reached. Targets:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.spec import ConfigError
+from harness.spec import AdaptiveSeeds, ConfigError
 
 BUDGET_FILE = "adaptive.json"  # beside runs/: the decisions of the last adaptive run
 KEYS = {"min", "max", "step", "target", "alpha", "spending"}
 SPENDING = ("obrien-fleming", "pocock")
-_CI_TARGET = re.compile(r"^\s*ci_width\s*<=\s*([0-9]*\.?[0-9]+)\s*$")
-
-
-@dataclass(frozen=True)
-class AdaptiveSeeds:
-    min: int = 5
-    max: int = 50
-    step: int = 5
-    target: str = "ci_width<=1.0"
-    alpha: float = 0.05
-    spending: str = "obrien-fleming"
-
-    @property
-    def looks(self) -> tuple[int, ...]:
-        """Seeds per configuration at each look: min, min + step, ..., max (max always the last)."""
-        counts = list(range(self.min, self.max + 1, self.step))
-        return tuple(counts if counts[-1] == self.max else [*counts, self.max])
-
-    @property
-    def ci_width(self) -> float | None:
-        """The width of a "ci_width<=W" target; None for the sequential target."""
-        match = _CI_TARGET.match(self.target)
-        return float(match.group(1)) if match else None
 
 
 def parse_adaptive(raw: Any, where: str) -> AdaptiveSeeds | None:

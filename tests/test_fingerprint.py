@@ -91,8 +91,8 @@ def test_spec_version_is_bumped_past_the_one_that_ignored_data_and_weights():
 
 def test_each_file_is_hashed_once_per_process(glue: Path, monkeypatch: pytest.MonkeyPatch):
     calls: list[Path] = []
-    original = fingerprint._hash_file
-    monkeypatch.setattr(fingerprint, "_hash_file", lambda p: (calls.append(p), original(p))[1])
+    original = fingerprint.hash_file
+    monkeypatch.setattr(fingerprint, "hash_file", lambda p: (calls.append(p), original(p))[1])
     monkeypatch.setattr(fingerprint, "_CACHE", {})
     ids(glue)
     ids(glue, seeds=5)

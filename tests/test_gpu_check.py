@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,21 @@ def test_a_failing_section_still_prints_the_others_and_exits_1(bundle: Path, tmp
     assert (out / "gpu_check.md").is_file() and (out / "gpu_check.csv").read_text().count("\n") == 3
     monkeypatch.setattr(gpu_check, "SECTIONS", sections[1:])
     assert gpu_check.main(["--dry-run", "--bundle", str(bundle), "--out", str(out)]) == 0
+
+
+def test_an_experiment_past_its_budget_is_stopped_with_its_workers_and_keeps_its_output(tmp_path: Path):
+    """The reproduce section must end before the machine's time does: the driver and every worker it
+    started are killed at the budget, and what the driver printed before survives for the log."""
+    marker = tmp_path / "child-alive"
+    script = f"echo started; (sleep 2; touch {marker}) & sleep 30; echo never"
+    code, out, _ = gpu_check._run_until(["bash", "-c", script], {"PATH": "/usr/bin:/bin"}, timeout_s=1.0)
+    assert code is None and "started" in out and "never" not in out
+    time.sleep(2.5)  # the background child would have touched the marker by now had it survived
+    assert not marker.exists()
+
+
+def test_an_experiment_within_its_budget_returns_its_exit_code(tmp_path: Path):
+    code, out, err = gpu_check._run_until(
+        ["bash", "-c", "echo hi; echo oops >&2; exit 3"], {"PATH": "/usr/bin:/bin"}, 10
+    )
+    assert (code, out.strip(), err.strip()) == (3, "hi", "oops")

@@ -86,3 +86,11 @@ def test_stopped_runs_are_shown_apart_and_left_out_of_the_summary(tmp_path):
     summary = md.split("## Summary per recipe")[1].split("Early-stopped runs")[0]
     standard = next(x for x in summary.splitlines() if x.startswith("| rte | standard |"))
     assert "| 8 |" in standard  # the 4 x 2 grid, not 9
+    simulation = md.split("## Early-stopping simulation")[1].split("\n## ")[0]
+    assert "stopped 1 runs online" in simulation and "survivors" in simulation
+
+
+def test_a_simulation_without_online_stops_has_no_survivor_caveat(tmp_path):
+    exp = build_store(tmp_path / "nostops", {"standard": 0.0, "reinit": 5.0}, failed=False)
+    md = write_report(exp, **FAST).read_text()
+    assert "survivors" not in md

@@ -411,6 +411,14 @@ def write_report(
             early_stopping_table(es),
             "",
         ]
+        if stopped := int((runs["status"] == "stopped").sum()):
+            md += [
+                f"Caveat: this experiment stopped {stopped} runs online, and only runs trained to the end are "
+                "replayed here. They are the survivors of its own rung, so the table overstates the chance of "
+                "keeping the best seed; replay an experiment that trains every seed to the end (a seed grid) "
+                "for an unbiased simulation.",
+                "",
+            ]
 
     md += churn_report.budget_section(exp_dir)
     md += churn_report.seeds_needed_section(runs, recipes, spec.paper if spec else None)

@@ -48,3 +48,11 @@ def test_seeds_needed_from_scores():
     assert welch_power(res.seeds_needed - 1, res.delta, res.sd_a, res.sd_b) < 0.8
     with pytest.raises(ValueError, match="2 finite scores"):
         seeds_needed([1.0], [1.0, 2.0])
+
+
+@pytest.mark.parametrize("delta", [8.0, 9.0, 12.0, 15.0])
+def test_power_of_a_large_effect_is_one_not_nan(delta):
+    """scipy's noncentral-t cdf is NaN far in the lower tail (ncp ~ 10-20): the power came out NaN."""
+    power = welch_power(8, delta, 1.5, 1.5)
+    assert power == pytest.approx(1.0)
+    assert seeds_for_power(delta, 1.5, 1.5) in (2, 3)  # a tiny n suffices for an effect of 5+ sd

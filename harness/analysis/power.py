@@ -28,7 +28,9 @@ def welch_power(n: int, delta: float, sd_a: float, sd_b: float, alpha: float = 0
     df = var**2 * (n - 1) / (sd_a**4 + sd_b**4)
     ncp = abs(delta) / math.sqrt(var / n)
     crit = stats.t.isf(alpha / 2, df)
-    return float(stats.nct.sf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp))
+    # the lower tail P(T <= -crit | ncp) as P(T >= crit | -ncp): scipy's nct.cdf returns NaN that far out
+    # (ncp ~ 10-20), which made the power of a large effect NaN instead of ~1
+    return float(stats.nct.sf(crit, df, ncp) + stats.nct.sf(crit, df, -ncp))
 
 
 def normal_seeds(delta: float, sd_a: float, sd_b: float, alpha: float = 0.05, power: float = 0.8) -> float:

@@ -1,4 +1,8 @@
-"""The live bar: done / running / failed / stopped, runs per hour, ETA (tqdm)."""
+"""The live bar: done / running / failed / stopped, runs per hour, ETA (tqdm).
+
+Into a log file (stderr not a terminal: nohup, CI, SLURM) a redrawn bar would write a carriage-return
+line every second, so there the same counts are written as one plain line per finished run instead.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ from tqdm import tqdm
 
 
 class Progress:
-    def __init__(self, total: int, where: str, enabled: bool = True):
+    def __init__(self, total: int, where: str, enabled: bool = True, interactive: bool | None = None):
         self.total = total
+        self.plain = enabled and not (sys.stderr.isatty() if interactive is None else interactive)
         self.start = time.monotonic()
         self.done = 0
         self.last_refresh = 0.0
@@ -21,15 +26,21 @@ class Progress:
             desc="runs",
             dynamic_ncols=True,
             mininterval=1.0,
-            disable=not enabled,
+            disable=not enabled or self.plain,
             file=sys.stderr,
             bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {elapsed}{postfix}",
         )
         if enabled:
-            self.bar.write(f"harness: {total} run(s) on {where}", file=sys.stderr)
+            tqdm.write(f"harness: {total} run(s) on {where}", file=sys.stderr)
 
     def update(self, counts: Mapping[str, int], running: int) -> None:
         finished = sum(counts.values())
+        if self.plain:
+            if finished > self.done:
+                line = f"runs {finished}/{self.total}, {format_seconds(time.monotonic() - self.start)}: "
+                print(line + self.postfix(counts, running), file=sys.stderr, flush=True)
+            self.done = finished
+            return
         if finished > self.done:
             self.bar.update(finished - self.done)
             self.done = finished
@@ -52,8 +63,8 @@ class Progress:
         )
 
     def note(self, text: str) -> None:
-        if not self.bar.disable and text.startswith("failed"):
-            self.bar.write(f"harness: {text}", file=sys.stderr)
+        if (self.plain or not self.bar.disable) and text.startswith("failed"):
+            tqdm.write(f"harness: {text}", file=sys.stderr)
 
     def close(self) -> None:
         self.bar.close()

@@ -30,6 +30,8 @@ def machine_of(runs: pd.DataFrame) -> str:
     for text in runs["provenance"].dropna():
         prov = json.loads(text) if isinstance(text, str) else dict(text)
         name = prov.get("device_name") or prov.get("device") or "?"
+        if prov.get("device") == "cpu":
+            name = f"{name} CPU, {prov.get('threads', '?')} thread(s) per run"
         label = f"{name} (torch {prov.get('torch', '?')}, transformers {prov.get('transformers', '?')})"
         seen[label] = seen.get(label, 0) + 1
     return max(seen, key=seen.__getitem__) if seen else "unknown"

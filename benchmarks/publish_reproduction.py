@@ -43,8 +43,11 @@ def wall_of(log: Path | None, runs: pd.DataFrame, planned: int | None) -> str:
     A run stopped at its time budget says so, with how many of the planned runs finished.
     """
     text = log.read_text() if log is not None and log.is_file() else ""
-    if found := re.search(r"run\(s\) in ([0-9.]+) s on \w+ \((\d+) slot", text):
-        return f"{float(found.group(1)):,.0f} s for {len(runs)} runs on {found.group(2)} worker slots"
+    if found := re.search(r"(\d+) run\(s\) in ([0-9.]+) s on \w+ \((\d+) slot", text):
+        trained, wall, slots = int(found.group(1)), float(found.group(2)), found.group(3)
+        reused = re.search(r"(\d+) reused from other experiments", text)
+        extra = f" ({reused.group(1)} more reused from other experiments)" if reused and int(reused.group(1)) else ""
+        return f"{wall:,.0f} s for {trained} runs on {slots} worker slots{extra}"
     if found := re.search(r"# exit None, wall ([0-9.]+) s", text):
         return (
             f"stopped when the machine's time ran out, after {float(found.group(1)):,.0f} s: "

@@ -21,6 +21,12 @@ def test_wall_time_is_the_drivers_summary_line(tmp_path: Path):
     log = tmp_path / "x.log"
     log.write_text("$ harness run\n# exit 0, wall 120.0 s\nx: 3 run(s) in 98.4 s on local (2 slot(s)): 3 done\n")
     assert publish.wall_of(log, _runs({}), 3) == "98 s for 3 runs on 2 worker slots"
+    log.write_text(
+        "x: 2 run(s) in 50.0 s on local (2 slot(s)): 2 done; 0 already stored, 1 reused from other experiments"
+    )
+    assert (
+        publish.wall_of(log, _runs({}), 3) == "50 s for 2 runs on 2 worker slots (1 more reused from other experiments)"
+    )
 
 
 def test_a_run_stopped_at_its_budget_says_how_many_runs_finished(tmp_path: Path):

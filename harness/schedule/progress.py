@@ -16,6 +16,7 @@ from tqdm import tqdm
 class Progress:
     def __init__(self, total: int, where: str, enabled: bool = True, interactive: bool | None = None):
         self.total = total
+        self.enabled = enabled
         self.plain = enabled and not (sys.stderr.isatty() if interactive is None else interactive)
         self.start = time.monotonic()
         self.done = 0
@@ -63,7 +64,7 @@ class Progress:
         )
 
     def note(self, text: str) -> None:
-        if (self.plain or not self.bar.disable) and text.startswith("failed"):
+        if self.enabled and text.startswith("failed"):
             tqdm.write(f"harness: {text}", file=sys.stderr)
 
     def close(self) -> None:

@@ -17,24 +17,26 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.report.provenance import provenances, specs  # noqa: E402  (after the path set-up)
 
 
 def machine_of(runs: pd.DataFrame) -> str:
-    """The device, torch and CUDA the runs name in their provenance (the most common one)."""
-    seen: dict[str, int] = {}
-    for text in runs["provenance"].dropna():
-        prov = json.loads(text) if isinstance(text, str) else dict(text)
+    """The device, torch and transformers the runs name in their provenance (the most common one)."""
+    seen: Counter[str] = Counter()
+    for prov in provenances(runs):
         name = prov.get("device_name") or prov.get("device") or "?"
         if prov.get("device") == "cpu":
             name = f"{name} CPU, {prov.get('threads', '?')} thread(s) per run"
-        label = f"{name} (torch {prov.get('torch', '?')}, transformers {prov.get('transformers', '?')})"
-        seen[label] = seen.get(label, 0) + 1
-    return max(seen, key=seen.__getitem__) if seen else "unknown"
+        seen[f"{name} (torch {prov.get('torch', '?')}, transformers {prov.get('transformers', '?')})"] += 1
+    return seen.most_common(1)[0][0] if seen else "unknown"
 
 
 def wall_of(log: Path | None, runs: pd.DataFrame, planned: int | None) -> str:
@@ -63,7 +65,7 @@ def seeds_per_arm(runs: pd.DataFrame) -> str:
 
 
 def header(args: argparse.Namespace, runs: pd.DataFrame, name: str, planned: int | None) -> str:
-    spec = json.loads(runs["spec"].iloc[0])
+    spec = specs(runs)[0]
     sizes = sorted({int(s) for s in runs["sample_size"].dropna()})
     tasks = ", ".join(sorted(runs["task"].unique()))
     lines = [

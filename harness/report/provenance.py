@@ -55,6 +55,10 @@ def specs(runs: pd.DataFrame) -> list[dict[str, Any]]:
     return [_json(s) for s in runs["spec"].tolist()]
 
 
+def provenances(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    return [_json(p) for p in runs["provenance"].tolist()]
+
+
 def _values(items: Sequence[object]) -> str:
     """Distinct values with their run counts, most common first."""
     counts = Counter("–" if v is None or v == "" else str(v) for v in items)
@@ -123,7 +127,7 @@ def recipe_table(runs: pd.DataFrame) -> str:
 
 
 def provenance_table(runs: pd.DataFrame) -> str:
-    prov = [_json(p) for p in runs["provenance"].tolist()]
+    prov = provenances(runs)
     rows = []
     for key in PROVENANCE_FIELDS:
         values = [p.get(key) for p in prov]

@@ -27,7 +27,7 @@ from harness.analysis import (
 )
 from harness.analysis.pipeline import analyze_runs
 from harness.analysis.synthetic import synthetic_runs
-from harness.store import CURVE_COLUMNS, RUN_COLUMNS, load_curves, load_runs, write_parquet_atomic
+from harness.storage.store import CURVE_COLUMNS, RUN_COLUMNS, load_curves, load_runs, write_parquet_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 

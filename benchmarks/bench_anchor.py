@@ -78,8 +78,8 @@ GPU_SETTING = Setting(sample_size=None, eval_size=None, epochs=3, device="cuda")
 
 def _examples(setting: Setting, seed: int):
     """The harness's own draw: training sample for `seed`, val + test halves of dev."""
-    from harness import data as D
-    from harness.tasks import TASKS
+    from harness.experiment import data as D
+    from harness.experiment.tasks import TASKS
 
     task = TASKS[setting.task]
     train = D.stratified_sample(D.load_split(task, "train"), setting.sample_size, 0, False)
@@ -109,7 +109,7 @@ def child_trainer(setting: Setting, seed: int) -> dict:
         TrainingArguments,
     )
 
-    from harness.model_source import resolve_model
+    from harness.training.model_source import resolve_model
 
     phases = {"imports": time.perf_counter() - T0}
     mark = time.perf_counter()
@@ -172,7 +172,7 @@ def child_bare(setting: Setting, seed: int) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
-    from harness.model_source import resolve_model
+    from harness.training.model_source import resolve_model
 
     phases = {"imports": time.perf_counter() - T0}
     mark = time.perf_counter()
@@ -259,7 +259,7 @@ def run_harness(setting: Setting, seeds: list[int], env: dict[str, str], runs_pe
     """`harness run` of the setting as an experiment file, in a child process; per-run phases from the store."""
     import pandas as pd
 
-    from harness.store import load_runs
+    from harness.storage.store import load_runs
 
     with tempfile.TemporaryDirectory(prefix="anchor-harness-") as tmp:
         path = Path(tmp) / "anchor.toml"

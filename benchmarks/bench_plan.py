@@ -1,6 +1,6 @@
 """Benchmark: planning an experiment at the run cap (100,000 runs): load, run ids, and `harness status`.
 
-The loader refuses more than MAX_RUNS runs (harness/config.py); this measures that the cap itself plans in
+The loader refuses more than MAX_RUNS runs (harness/experiment/config.py); this measures that the cap itself plans in
 seconds, on an empty store (no runs yet). Writes results/bench/plan.md. Not a unit test.
 Usage: python benchmarks/bench_plan.py [--seeds 100000]
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from harness.config import parse_experiment
+from harness.experiment.config import parse_experiment
 from harness.schedule.status import experiment_status
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from harness.config import ExperimentSpec, Recipe, RunSpec, SchedulePolicy, parse_experiment
-from harness.records import RunContext
+from harness.experiment.config import ExperimentSpec, Recipe, RunSpec, SchedulePolicy, parse_experiment
 from harness.schedule import run_experiment
+from harness.storage.records import RunContext
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"

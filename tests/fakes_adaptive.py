@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 
-from harness.records import RunContext, RunResult, base_row
-from harness.spec import RunSpec
+from harness.experiment.spec import RunSpec
+from harness.storage.records import RunContext, RunResult, base_row
 
 SHIFT = {"big": 10.0}
 

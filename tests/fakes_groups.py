@@ -18,8 +18,8 @@ from pathlib import Path
 
 from fakes_schedule import _first_time, _result, make_experiment, val_curve
 
-from harness.records import EvalPoint, RunContext, RunResult
-from harness.spec import ExperimentSpec, RunSpec
+from harness.experiment.spec import ExperimentSpec, RunSpec
+from harness.storage.records import EvalPoint, RunContext, RunResult
 
 
 def group_experiment(name: str, seeds: int, k: int, **kw) -> ExperimentSpec:

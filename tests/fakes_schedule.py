@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from harness.config import EarlyStopPolicy, ExperimentSpec, Recipe, RunSpec, SchedulePolicy
-from harness.records import EvalPoint, RunContext, RunResult, base_row
+from harness.experiment.config import EarlyStopPolicy, ExperimentSpec, Recipe, RunSpec, SchedulePolicy
+from harness.storage.records import EvalPoint, RunContext, RunResult, base_row
 
 
 def val_curve(spec: RunSpec, fraction: float) -> float:

@@ -10,8 +10,8 @@ import sys
 
 from fakes_schedule import make_experiment
 
+from harness.experiment.spec import SlurmPolicy
 from harness.schedule import run_experiment
-from harness.spec import SlurmPolicy
 
 
 def slurm_experiment(name: str, seeds: int, **kw: object):

@@ -79,7 +79,7 @@ def test_nan_metric_of_a_finished_run_is_the_constant_predictor_score():
                          "status": ["done", "stopped", "diverged", "done"], "majority_val": 0.0,
                          "majority_test": 0.0})  # fmt: skip
     filled = fill_finished_nan(runs)
-    assert filled["score"].tolist()[:2] == [0.0, 0.0]  # what harness.data.compute_metric returns
+    assert filled["score"].tolist()[:2] == [0.0, 0.0]  # what harness.experiment.data.compute_metric returns
     assert np.isnan(filled["score"].iloc[2])  # only a diverged run has no score
     assert is_degenerate(filled).tolist() == [True, True, True, False]
     assert runs["score"].isna().sum() == 3  # the input is not modified

@@ -5,7 +5,7 @@ import pandas as pd
 
 from harness.analysis import analyze_experiment
 from harness.analysis.synthetic import synthetic_runs
-from harness.store import CURVE_COLUMNS, RUN_COLUMNS, write_run
+from harness.storage.store import CURVE_COLUMNS, RUN_COLUMNS, write_run
 
 
 def test_analyze_experiment_writes_every_table(tmp_path):

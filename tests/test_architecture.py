@@ -15,26 +15,27 @@ ROOT = Path(__file__).resolve().parents[1] / "harness"
 
 # Top to bottom: a module may import its own layer or a lower one, never a higher one.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("cli", ("harness.cli", "harness.__main__", "harness.preflight", "harness.importer", "harness.export")),
+    ("cli", ("harness.cli", "harness.__main__", "harness.preflight", "harness.importer")),
     ("schedule", ("harness.schedule",)),
-    ("pipeline", ("harness.pipeline",)),
-    ("stages", ("harness.stages",)),
-    ("train", ("harness.train", "harness.vectorised")),
-    ("recipes/models", ("harness.recipes", "harness.models", "harness.provenance")),
+    ("pipeline", ("harness.training.pipeline",)),
+    ("stages", ("harness.training.stages",)),
+    ("train", ("harness.training.loop", "harness.training.vectorised")),
+    ("recipes/models", ("harness.training.recipes", "harness.training.models", "harness.training.provenance",
+                        "harness.training.device", "harness.training.model_source", "harness.training")),
     ("analysis/report", ("harness.analysis", "harness.report")),
-    ("spec/config/tasks/data/records/store", ("harness.spec", "harness.config", "harness.tasks", "harness.data",
-                                              "harness.records", "harness.store", "harness")),
+    ("storage", ("harness.storage",)),
+    ("experiment", ("harness.experiment", "harness")),
 )  # fmt: skip
 READ_SIDE = ("harness.analysis", "harness.report")
 READ_SIDE_MAY_IMPORT = (
     *READ_SIDE,
-    "harness.spec",
-    "harness.config",
-    "harness.tasks",
-    "harness.data",  # task data without torch: the churn report shows the examples' text
-    "harness.seed_budget",  # the adaptive budget's declaration (spec-level, no torch)
-    "harness.records",
-    "harness.store",
+    "harness.experiment.spec",
+    "harness.experiment.config",
+    "harness.experiment.tasks",
+    "harness.experiment.data",  # task data without torch: the churn report shows the examples' text
+    "harness.experiment.seed_budget",  # the adaptive budget's declaration (spec-level, no torch)
+    "harness.storage.records",
+    "harness.storage.store",
 )
 TRAINING_PACKAGES = ("torch", "transformers", "peft", "safetensors", "accelerate")
 

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_anchor
 import bench_schedule
 
-from harness.config import parse_experiment
+from harness.experiment.config import parse_experiment
 
 
 @pytest.mark.parametrize("packing", [1, 8])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.store import load_runs
+from harness.storage.store import load_runs
 
 
 @pytest.fixture

@@ -16,11 +16,11 @@ sys.path.insert(0, str(Path(__file__).parent))  # workers (spawn) inherit sys.pa
 import harness.schedule
 from harness import cli
 from harness.cli import main
-from harness.records import failed_row
+from harness.experiment.spec import Recipe, RunSpec
 from harness.report.render import markdown_to_html
 from harness.schedule.lock import ExperimentLock
-from harness.spec import Recipe, RunSpec
-from harness.store import load_runs
+from harness.storage.records import failed_row
+from harness.storage.store import load_runs
 
 TOML = """
 name = "{name}"
@@ -123,7 +123,7 @@ def test_read_only_store_status_analyze_and_report_to_another_folder(tmp_path: P
     exp = results / "x"
     (exp / "runs.parquet").unlink(missing_ok=True)  # so the first load would write a snapshot
     before = _tree(exp)
-    import harness.store as store
+    import harness.storage.store as store
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied", str(args[0]) if args else None)

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertModel
 
-from harness.config import ConfigError, Recipe, RunSpec, validate_run
-from harness.pipeline import train_run
-from harness.recipes import cloze
-from harness.records import RunContext
-from harness.tasks import TASKS
-from harness.train import Encoded
+from harness.experiment.config import ConfigError, Recipe, RunSpec, validate_run
+from harness.experiment.tasks import TASKS
+from harness.storage.records import RunContext
+from harness.training.loop import Encoded
+from harness.training.pipeline import train_run
+from harness.training.recipes import cloze
 
 RTE = TASKS["rte"]
 # The tiny model's vocabulary is characters: a variant of RTE whose verbalisers are one token there.
@@ -73,7 +73,7 @@ def test_verbaliser_must_be_one_token(char_model_dir: Path):
 
 
 def test_registered_verbalisers_are_single_tokens_of_the_packaged_vocab(packaged_model: str):
-    from harness.models import load_tokenizer
+    from harness.training.models import load_tokenizer
 
     tokenizer = load_tokenizer(packaged_model)
     for task in TASKS.values():
@@ -83,7 +83,7 @@ def test_registered_verbalisers_are_single_tokens_of_the_packaged_vocab(packaged
 
 
 def _batch(model_dir: Path, task, n: int = 4) -> dict[str, torch.Tensor]:
-    from harness.data import Example
+    from harness.experiment.data import Example
 
     tokenizer = cloze.ClozeTokenizer(AutoTokenizer.from_pretrained(model_dir), task)
     examples = [Example("the cat sat" * (i + 1), "a dog ran", i % 2) for i in range(n)]
@@ -125,7 +125,7 @@ def test_no_new_parameters(char_model_dir: Path):
 def test_missing_mlm_head_is_flagged_loudly(char_model_dir: Path, headless_model_dir: Path, caplog):
     assert cloze.mlm_head_is_pretrained(str(char_model_dir))
     assert not cloze.mlm_head_is_pretrained(str(headless_model_dir))
-    with caplog.at_level(logging.WARNING, logger="harness.recipes.cloze"):
+    with caplog.at_level(logging.WARNING, logger="harness.training.recipes.cloze"):
         assert cloze.cloze_head_note(str(char_model_dir)) == ""
         assert not caplog.records
         note = cloze.cloze_head_note(str(headless_model_dir))

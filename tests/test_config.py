@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ConfigError, Recipe, RunSpec, load_experiment, parse_experiment
+from harness.experiment.config import ConfigError, Recipe, RunSpec, load_experiment, parse_experiment
 
 BASE = {"name": "exp", "task": "rte", "model": "m", "seeds": 3, "recipes": {"a": {}, "b": {"bias_correction": False}}}
 
@@ -57,7 +57,7 @@ def test_run_id_is_stable_across_processes():
     spec = RunSpec(task="rte", model="m", recipe=Recipe(lr=3e-5, llrd=0.9), init_seed=4, order_seed=5)
     code = textwrap.dedent(
         """
-        from harness.config import Recipe, RunSpec
+        from harness.experiment.config import Recipe, RunSpec
         print(RunSpec(task="rte", model="m", recipe=Recipe(lr=3e-5, llrd=0.9), init_seed=4, order_seed=5).run_id)
         """
     )

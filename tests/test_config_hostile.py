@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from harness.config import MAX_RUNS, ConfigError, ExperimentSpec, load_experiment, parse_experiment
+from harness.experiment.config import MAX_RUNS, ConfigError, ExperimentSpec, load_experiment, parse_experiment
 
 BASE = {
     "name": "x",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness import data as D
+from harness.experiment import data as D
 
 
 def test_real_rte_and_mrpc_row_counts(glue_dir: Path):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import data as D
-from harness.tasks import TaskDef
+from harness.experiment import data as D
+from harness.experiment.tasks import TaskDef
 
 
 def _task(fmt: str, **kw: object) -> TaskDef:

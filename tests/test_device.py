@@ -1,4 +1,4 @@
-"""harness/device.py: the CUDA call order in a fresh worker, precision checks, autocast, scaler, determinism.
+"""harness/training/device.py: the CUDA call order in a fresh worker, precision checks, autocast, scaler, determinism.
 
 A fake torch.cuda enforces what the real one does in a fresh process: any memory-stats call before
 CUDA is initialised fails with "Invalid device argument" (the bug that failed every GPU run).
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import device as hw
-from harness import train
-from harness.records import RunContext
+from harness.storage.records import RunContext
+from harness.training import device as hw
+from harness.training import loop as train
 
 
 class FakeCuda:
@@ -163,7 +163,7 @@ def test_set_deterministic_sets_cublas_workspace_and_torch_flag(monkeypatch):
 
 
 def _spec():
-    from harness.config import Recipe, RunSpec
+    from harness.experiment.config import Recipe, RunSpec
 
     return RunSpec("rte", "packaged", Recipe(), 1, 1, sample_size=8)
 
@@ -171,13 +171,13 @@ def _spec():
 def test_vectorised_group_calls_prepare_before_any_memory_call(fake_cuda, monkeypatch):
     """The seed-group engine on 'cuda:0' must initialise CUDA before it touches the memory counters
     (it reset them first and every group failed on a real GPU with "Invalid device argument")."""
-    from harness.vectorised import engine
+    from harness.training.vectorised import engine
 
     _reaches_data_with_cuda_initialised(fake_cuda, monkeypatch, engine, lambda ctx: engine.train_group([_spec()], ctx))
 
 
 def test_no_cuda_call_outside_the_device_module():
-    """Every CUDA-only call lives in harness/device.py, where the contract above is tested."""
+    """Every CUDA-only call lives in harness/training/device.py, where the contract above is tested."""
     root = Path(__file__).resolve().parents[1] / "harness"
     offenders = [
         f"{path.relative_to(root)}:{number}"
@@ -188,4 +188,4 @@ def test_no_cuda_call_outside_the_device_module():
         and not line.lstrip().startswith("#")
         and "_is_in_bad_fork" not in line  # a flag of the forked process, never a call on the device
     ]
-    assert not offenders, f"CUDA calls outside harness/device.py: {offenders}"
+    assert not offenders, f"CUDA calls outside harness/training/device.py: {offenders}"

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.export import ExportError, export_runs
-from harness.records import base_row
-from harness.spec import Recipe, RunSpec
-from harness.store import RUN_COLUMNS, load_runs, write_run
+from harness.experiment.spec import Recipe, RunSpec
+from harness.storage.export import ExportError, export_runs
+from harness.storage.records import base_row
+from harness.storage.store import RUN_COLUMNS, load_runs, write_run
 
 
 def _store(root: Path) -> Path:

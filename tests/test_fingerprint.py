@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import fingerprint, spec
-from harness.config import RunSpec, parse_experiment
-from harness.stages.intermediate import intermediate_spec
-from harness.stages.tapt import tapt_spec
+from harness.experiment import fingerprint, spec
+from harness.experiment.config import RunSpec, parse_experiment
+from harness.training.stages.intermediate import intermediate_spec
+from harness.training.stages.tapt import tapt_spec
 
 EXP = {"name": "e", "task": "rte", "model": "m", "seeds": 2, "recipes": {"a": {}}}
 

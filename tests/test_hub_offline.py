@@ -21,7 +21,7 @@ REPO_ID = "test-org/minilm-hub"
 
 CHECK_LABELS = """
 import json, datasets
-from harness.data import load_split
+from harness.experiment.data import load_split
 hub, tsv = load_split("rte", "dev", None), load_split("rte", "dev", {glue!r})
 raw = datasets.load_dataset("nyu-mll/glue", "rte", split="validation")
 print(json.dumps({{"n": len(hub), "same": hub == tsv, "raw_first": raw[0]["label"], "ours_first": hub[0].label,
@@ -48,7 +48,7 @@ max_retries = 0
 
 @pytest.fixture(scope="module")
 def offline_env(tmp_path_factory: pytest.TempPathFactory, glue_dir: Path, packaged_model: str) -> dict[str, str]:
-    from harness.models import packaged_model_dir
+    from harness.training.models import packaged_model_dir
 
     base = tmp_path_factory.mktemp("hf")
     env = {k: v for k, v in os.environ.items() if k not in ("HARNESS_DATA_DIR", "HF_TOKEN")}
@@ -80,7 +80,7 @@ def test_harness_run_with_a_hub_model_id_and_hub_task_offline(offline_env: dict[
     cmd = [sys.executable, "-m", "harness.cli", "--results", str(results), "run", str(exp), "--quiet"]
     done = subprocess.run(cmd, env=offline_env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    from harness.store import load_runs
+    from harness.storage.store import load_runs
 
     runs = load_runs(results / "hub-offline")
     assert len(runs) == 1 and runs["status"].iloc[0] == "done", runs[["status", "error"]].to_dict("records")

@@ -18,7 +18,7 @@ from import_data import run_rows, write_csv, write_runs_csv
 from harness.analysis.degenerate import is_degenerate
 from harness.cli import main, resolve_experiment_dir
 from harness.importer import ImportFileError, ImportOptions, import_runs, imported_run_ids, imported_status
-from harness.store import RUN_COLUMNS, load_curves, load_runs, stored_run_ids
+from harness.storage.store import RUN_COLUMNS, load_curves, load_runs, stored_run_ids
 
 MAP = {"dev_best": "best", "dev_last": "last"}
 REQUIRED = [c for c, t in RUN_COLUMNS.items() if t in ("string", "int64") and c not in ("error", "device")]

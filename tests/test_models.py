@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import models
+from harness.training import models
 
 
 def test_local_directory_resolves_and_loads(tiny_model_dir: Path):

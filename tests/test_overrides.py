@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 from harness.cli import main
-from harness.config import ConfigError, load_experiment
-from harness.overrides import parse_assignments
+from harness.experiment.config import ConfigError, load_experiment
+from harness.experiment.overrides import parse_assignments
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import data as D
-from harness.config import Recipe, RunSpec
-from harness.pipeline import train_run
-from harness.records import RunContext
-from harness.store import load_predictions, write_predictions, write_run
-from harness.train import keep_predictions, selected_predictions
+from harness.experiment import data as D
+from harness.experiment.config import Recipe, RunSpec
+from harness.storage.records import RunContext
+from harness.storage.store import load_predictions, write_predictions, write_run
+from harness.training.loop import keep_predictions, selected_predictions
+from harness.training.pipeline import train_run
 
 
 def _point(val: float, step: int) -> dict:

@@ -7,8 +7,8 @@ import torch
 from conftest import tiny_bert
 from transformers import BertForSequenceClassification
 
-from harness.config import Recipe
-from harness.recipes import build_optimizer, prepare_model
+from harness.experiment.config import Recipe
+from harness.training.recipes import build_optimizer, prepare_model
 
 HAS_PEFT = importlib.util.find_spec("peft") is not None
 needs_peft = pytest.mark.skipif(not HAS_PEFT, reason="peft not installed (pip install peft torch==2.13.0)")

@@ -4,8 +4,8 @@ import pytest
 import torch
 from conftest import tiny_bert
 
-from harness.config import Recipe
-from harness.recipes import build_optimizer, prepare_model, set_trainable_phase
+from harness.experiment.config import Recipe
+from harness.training.recipes import build_optimizer, prepare_model, set_trainable_phase
 
 
 def trainable(model) -> set[str]:

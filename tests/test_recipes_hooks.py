@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import tiny_bert
 
-from harness.config import ConfigError, Recipe, RunSpec
-from harness.recipes import Updates, build_model, prepare_model, regularization_loss, training_loss
+from harness.experiment.config import ConfigError, Recipe, RunSpec
+from harness.training.recipes import Updates, build_model, prepare_model, regularization_loss, training_loss
 
-TRAIN_PY = Path(__file__).resolve().parents[1] / "harness" / "train.py"
+TRAIN_PY = Path(__file__).resolve().parents[1] / "harness" / "training" / "loop.py"
 
 
 def _function(path: Path, name: str) -> ast.FunctionDef:

@@ -5,8 +5,8 @@ import torch
 from conftest import tiny_bert
 from torch import nn
 
-from harness.config import ConfigError, Recipe
-from harness.recipes import build_optimizer, parameter_groups
+from harness.experiment.config import ConfigError, Recipe
+from harness.training.recipes import build_optimizer, parameter_groups
 
 
 def expected_lr(name: str, lr: float, d: float, n_layers: int = 4) -> float:

@@ -5,8 +5,8 @@ import torch
 from conftest import tiny_bert
 from torch import nn
 
-from harness.config import Recipe
-from harness.recipes import MixoutLinear, prepare_model
+from harness.experiment.config import Recipe
+from harness.training.recipes import MixoutLinear, prepare_model
 
 
 def drifted_layer(p: float) -> tuple[MixoutLinear, torch.Tensor]:

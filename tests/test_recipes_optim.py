@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import tiny_bert
 
-from harness.config import Recipe
-from harness.recipes import AdamW, build_optimizer
+from harness.experiment.config import Recipe
+from harness.training.recipes import AdamW, build_optimizer
 
 GRADS = [[0.5, -1.0, 2.0], [0.1, 0.3, -0.7], [-0.4, 0.05, 1.5]]
 

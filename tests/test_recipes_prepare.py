@@ -10,8 +10,8 @@ from transformers import (
     DistilBertForSequenceClassification,
 )
 
-from harness.config import ConfigError, Recipe
-from harness.recipes import prepare_model, run_notes
+from harness.experiment.config import ConfigError, Recipe
+from harness.training.recipes import prepare_model, run_notes
 
 
 def dropouts(model) -> set[float]:

@@ -4,8 +4,8 @@ import pytest
 import torch
 from conftest import tiny_bert
 
-from harness.config import Recipe
-from harness.recipes import r3f, regularization_loss
+from harness.experiment.config import Recipe
+from harness.training.recipes import r3f, regularization_loss
 
 
 def batch() -> dict[str, torch.Tensor]:

@@ -6,8 +6,8 @@ from conftest import tiny_bert
 from scipy import stats
 from transformers import BertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
 
-from harness.config import ConfigError, Recipe
-from harness.recipes import init_head, prepare_model
+from harness.experiment.config import ConfigError, Recipe
+from harness.training.recipes import init_head, prepare_model
 
 STD = 0.02
 

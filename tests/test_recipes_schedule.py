@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from harness.config import Recipe
-from harness.recipes import build_lr_scheduler, total_training_steps
+from harness.experiment.config import Recipe
+from harness.training.recipes import build_lr_scheduler, total_training_steps
 
 
 def test_total_steps_from_epochs_and_max_steps():

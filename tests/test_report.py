@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from harness.config import parse_experiment
+from harness.experiment.config import parse_experiment
 from harness.report import ReportError, compare_report, markdown_to_html, parse_paper, write_report
-from harness.store import write_run
+from harness.storage.store import write_run
 
 FAST = {"n_boot": 200, "n_perm": 199}
 N_INIT, N_ORDER, N_EVALS = 4, 2, 5

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import data as D
 from harness.analysis.churn import mean_churn
 from harness.analysis.power import seeds_for_power
-from harness.config import parse_experiment
-from harness.records import base_row
+from harness.experiment import data as D
+from harness.experiment.config import parse_experiment
+from harness.experiment.seed_budget import BUDGET_FILE
 from harness.report.experiment import write_report
-from harness.seed_budget import BUDGET_FILE
-from harness.store import write_predictions, write_run
+from harness.storage.records import base_row
+from harness.storage.store import write_predictions, write_run
 
 FAST = {"n_boot": 200, "n_perm": 199}
 
@@ -96,7 +96,7 @@ def test_store_without_predictions_says_so(tmp_path: Path, tiny_glue_dir: Path):
 
 
 def test_seeds_needed_number_is_the_power_calculation(tmp_path: Path, tiny_glue_dir: Path):
-    from harness.store import load_runs
+    from harness.storage.store import load_runs
 
     exp, _, _ = _store(tmp_path, tiny_glue_dir)
     md = write_report(tmp_path / "ch", spec=exp, **FAST).read_text()

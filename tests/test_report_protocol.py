@@ -16,7 +16,7 @@ from test_report import FAST, build_store, experiment_spec
 
 from harness.report import plots, write_report
 from harness.report.provenance import notes_for_scale, substitution_notes
-from harness.store import write_run
+from harness.storage.store import write_run
 
 
 def test_stsb_strip_plot_zooms_on_the_spread_not_on_the_degenerate_seeds(tmp_path):

@@ -9,10 +9,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # workers (spawn) import fakes_adaptive from here
 
-from harness.config import ConfigError, parse_experiment
+from harness.experiment.config import ConfigError, parse_experiment
+from harness.experiment.seed_budget import AdaptiveSeeds, load_budget
 from harness.schedule.adaptive import run_adaptive
-from harness.seed_budget import AdaptiveSeeds, load_budget
-from harness.store import load_events, load_predictions, load_runs
+from harness.storage.store import load_events, load_predictions, load_runs
 
 
 def _experiment(seeds, recipes=("base", "big"), paper=None, name="ad"):

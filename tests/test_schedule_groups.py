@@ -16,10 +16,10 @@ sys.path.insert(0, str(Path(__file__).parent))  # workers inherit sys.path: the 
 from fakes_groups import group_experiment
 from fakes_schedule import make_experiment
 
-from harness.config import EarlyStopPolicy
+from harness.experiment.config import EarlyStopPolicy
 from harness.schedule import run_experiment
 from harness.schedule.groups import plan_attempts
-from harness.store import load_curves, load_events, load_runs, stored_run_ids
+from harness.storage.store import load_curves, load_events, load_runs, stored_run_ids
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent

@@ -18,11 +18,11 @@ sys.path.insert(0, str(Path(__file__).parent))  # workers (spawn) inherit sys.pa
 
 from fakes_schedule import make_experiment, val_curve
 
-from harness.config import EarlyStopPolicy
+from harness.experiment.config import EarlyStopPolicy
 from harness.schedule import ExperimentLocked, decide, experiment_status, format_status, run_experiment
 from harness.schedule.local import discover_gpus, plan_slots
 from harness.schedule.lock import ExperimentLock
-from harness.store import load_curves, load_events, load_runs, stored_run_ids
+from harness.storage.store import load_curves, load_events, load_runs, stored_run_ids
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -271,7 +271,7 @@ def test_retry_failed_reruns_only_the_stored_failed_runs(tmp_path: Path) -> None
 
 
 def test_a_failed_record_keeps_the_first_line_of_a_long_error() -> None:
-    from harness.records import failed_row
+    from harness.storage.records import failed_row
 
     spec = make_experiment("long", 1).runs[0]
     row = failed_row(spec, "ValueError: the cause\n" + "  frame\n" * 2000, attempts=1)

@@ -12,10 +12,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fakes_schedule import make_experiment, val_curve
 
-from harness.config import EarlyStopPolicy
+from harness.experiment.config import EarlyStopPolicy
 from harness.schedule import decide, run_experiment
 from harness.schedule.ray_backend import _local_pythonpath
-from harness.store import load_events, load_runs
+from harness.storage.store import load_events, load_runs
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (optional extra: pip install 'harness[ray]')")
 pytestmark = pytest.mark.slow

@@ -17,12 +17,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fakes_schedule import _result, make_experiment
 
-from harness.config import EarlyStopPolicy
-from harness.records import EvalPoint
+from harness.experiment.config import EarlyStopPolicy
 from harness.schedule.backend import Attempt, Backend, Evaluated, Finished, Message, Started
 from harness.schedule.core import RunSummary, _Driver, _tracker
 from harness.schedule.early_stop import RungTracker
-from harness.store import load_runs
+from harness.storage.records import EvalPoint
+from harness.storage.store import load_runs
 
 
 class SimBackend(Backend):

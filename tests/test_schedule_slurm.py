@@ -17,13 +17,13 @@ sys.path.insert(0, str(Path(__file__).parent))  # jobs and the driver script imp
 
 from slurm_driver import slurm_experiment
 
-from harness.config import ConfigError, parse_experiment
+from harness.experiment.config import ConfigError, parse_experiment
+from harness.experiment.spec import SlurmPolicy
 from harness.schedule import run_experiment
 from harness.schedule.backend import Attempt, Finished, Started
 from harness.schedule.core import ScheduleError
 from harness.schedule.slurm_backend import SlurmBackend, slurm_parameters
-from harness.spec import SlurmPolicy
-from harness.store import load_curves, load_events, load_runs, stored_run_ids
+from harness.storage.store import load_curves, load_events, load_runs, stored_run_ids
 
 pytest.importorskip("submitit", reason="the SLURM backend needs the extra: pip install -e '.[slurm]'")
 HERE = Path(__file__).parent
@@ -53,7 +53,7 @@ def test_killed_job_is_retried_and_every_run_stored_with_its_curve(tmp_path: Pat
 
 
 def test_array_per_configuration_and_early_stop_rungs(tmp_path: Path) -> None:
-    from harness.config import EarlyStopPolicy
+    from harness.experiment.config import EarlyStopPolicy
 
     exp = slurm_experiment("arr", 4, early_stop=EarlyStopPolicy(at=0.5, keep=2))
     policy = dataclasses.replace(exp.schedule, slurm=SlurmPolicy(cluster="local", gpus_per_run=0, array=True))

@@ -1,12 +1,15 @@
-"""The scheduler with the real training function on a tiny random BERT (integration: worker imports harness.train)."""
+"""The scheduler with the real training function on a tiny random BERT.
+
+Integration: the worker imports harness.training.loop.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from harness.config import EarlyStopPolicy, ExperimentSpec, Recipe, RunSpec, SchedulePolicy
+from harness.experiment.config import EarlyStopPolicy, ExperimentSpec, Recipe, RunSpec, SchedulePolicy
 from harness.schedule import run_experiment
-from harness.store import load_curves, load_runs
+from harness.storage.store import load_curves, load_runs
 
 
 def test_real_runs_through_the_scheduler_with_early_stopping(

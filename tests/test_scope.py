@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.config import load_experiment
-from harness.records import base_row
-from harness.scope import remember_spec
-from harness.store import write_run
+from harness.experiment.config import load_experiment
+from harness.storage.records import base_row
+from harness.storage.scope import remember_spec
+from harness.storage.store import write_run
 
 TOML = """
 name = "scaled"

@@ -9,11 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from harness.config import Recipe, RunSpec
-from harness.models import load_classifier
-from harness.pipeline import train_run
-from harness.records import RunContext
-from harness.stages import intermediate as stages
+from harness.experiment.config import Recipe, RunSpec
+from harness.storage.records import RunContext
+from harness.training.models import load_classifier
+from harness.training.pipeline import train_run
+from harness.training.stages import intermediate as stages
 
 
 def _spec(model_dir: Path, **recipe) -> RunSpec:
@@ -60,8 +60,8 @@ def test_stage_is_trained_once_and_its_encoder_starts_the_target(
 
 def test_stage_of_a_custom_task_trains_on_the_intermediate_tasks_data(tiny_model_dir: Path, tiny_glue_dir: Path):
     """With a custom target task the first stage must load SST-2's data, not the custom task's."""
-    from harness import data as D
-    from harness.config import parse_experiment
+    from harness.experiment import data as D
+    from harness.experiment.config import parse_experiment
 
     exp = parse_experiment(
         {"name": "x", "task": "reviews", "model": str(tiny_model_dir), "seeds": 1,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import store
-from harness.config import Recipe, RunSpec
-from harness.records import base_row, failed_row
+from harness.experiment.config import Recipe, RunSpec
+from harness.storage import store
+from harness.storage.records import base_row, failed_row
 
 
 def _run(seed: int, status: str = "done", score: float = 70.0) -> tuple[dict, list[dict]]:

@@ -8,8 +8,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import store
-from harness.store import BadPartWarning, load_curves, load_events, load_runs, stored_run_ids, write_events, write_run
+from harness.storage import store
+from harness.storage.store import (
+    BadPartWarning,
+    load_curves,
+    load_events,
+    load_runs,
+    stored_run_ids,
+    write_events,
+    write_run,
+)
 
 
 def _run(run_id: str, score: float = 70.0) -> dict:

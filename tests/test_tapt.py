@@ -10,13 +10,13 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from harness.config import Recipe, RunSpec
-from harness.models import load_classifier
-from harness.pipeline import train_run
-from harness.recipes.cloze import load_cloze_model
-from harness.records import RunContext
-from harness.stages import tapt
-from harness.tasks import TASKS
+from harness.experiment.config import Recipe, RunSpec
+from harness.experiment.tasks import TASKS
+from harness.storage.records import RunContext
+from harness.training.models import load_classifier
+from harness.training.pipeline import train_run
+from harness.training.recipes.cloze import load_cloze_model
+from harness.training.stages import tapt
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import Recipe, RunSpec
-from harness.pipeline import train_run
-from harness.records import RunContext
-from harness.train import batch_order, eval_steps
+from harness.experiment.config import Recipe, RunSpec
+from harness.storage.records import RunContext
+from harness.training.loop import batch_order, eval_steps
+from harness.training.pipeline import train_run
 
 
 def _spec(model_dir: Path, **changes) -> RunSpec:
@@ -113,7 +113,7 @@ def test_packaged_model_learns_sst2(packaged_model: str, glue_dir: Path):
 
 
 def test_custom_csv_task_trains(tiny_model_dir: Path, tmp_path: Path):
-    from harness.config import parse_experiment
+    from harness.experiment.config import parse_experiment
 
     folder = tmp_path / "reviews"
     folder.mkdir()

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.config import Recipe, RunSpec
-from harness.device import DeviceError
-from harness.pipeline import train_run
-from harness.records import RunContext
+from harness.experiment.config import Recipe, RunSpec
+from harness.storage.records import RunContext
+from harness.training.device import DeviceError
+from harness.training.pipeline import train_run
 
 
 def _spec(model_dir: Path, **recipe_changes) -> RunSpec:

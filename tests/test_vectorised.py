@@ -1,4 +1,4 @@
-"""Seed-vectorised training (harness/vectorised): a run's result does not depend on its group.
+"""Seed-vectorised training (harness/training/vectorised): a run's result does not depend on its group.
 
 Tiny random BERT with dropout on, tiny GLUE-format data; every test runs on CPU in seconds.
 """
@@ -14,11 +14,11 @@ import pytest
 import torch
 from conftest import tiny_bert
 
-from harness.records import RunContext
-from harness.spec import Recipe, RunSpec
-from harness.vectorised import hashrng
-from harness.vectorised.engine import train_group
-from harness.vectorised.model import Arch, Layout, forward, leaf_views, stack_parameters
+from harness.experiment.spec import Recipe, RunSpec
+from harness.storage.records import RunContext
+from harness.training.vectorised import hashrng
+from harness.training.vectorised.engine import train_group
+from harness.training.vectorised.model import Arch, Layout, forward, leaf_views, stack_parameters
 
 SEEDS = [(1, 11, 0), (2, 12, 1), (3, 13, 0), (4, 11, 2)]  # (init, order, sample): one shares an order seed
 
@@ -107,8 +107,8 @@ def test_hash_draws_are_uniform_independent_of_the_group_and_of_truncation() -> 
 
 @pytest.mark.parametrize("bias_correction", [True, False])
 def test_stacked_adamw_equals_adamw_and_clipping_applied_to_each_run(bias_correction: bool) -> None:
-    from harness.recipes.optim import AdamW
-    from harness.vectorised.optim import Hyper, StackedAdamW
+    from harness.training.recipes.optim import AdamW
+    from harness.training.vectorised.optim import Hyper, StackedAdamW
 
     k, p = 3, 10
     g = torch.Generator().manual_seed(1)
@@ -140,8 +140,8 @@ def test_stacked_adamw_equals_adamw_and_clipping_applied_to_each_run(bias_correc
 
 
 def test_stacked_adamw_prior_wd_and_a_frozen_run() -> None:
-    from harness.recipes.optim import AdamW
-    from harness.vectorised.optim import Hyper, StackedAdamW
+    from harness.training.recipes.optim import AdamW
+    from harness.training.vectorised.optim import Hyper, StackedAdamW
 
     g = torch.Generator().manual_seed(2)
     w = torch.randn(2, 5, generator=g, dtype=torch.float64)
@@ -169,7 +169,7 @@ def test_stacked_adamw_prior_wd_and_a_frozen_run() -> None:
 def test_nan_run_is_diverged_and_frozen_while_the_others_go_on(
     tiny_model_dir: Path, tiny_glue_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harness.vectorised import engine
+    from harness.training.vectorised import engine
 
     recipe = Recipe(lr=5e-4, batch_size=5, max_steps=8)
     specs = [spec_for(tiny_model_dir, recipe, *s) for s in SEEDS[:3]]
@@ -206,7 +206,7 @@ def test_stopped_run_keeps_its_curve_so_far(tiny_model_dir: Path, tiny_glue_dir:
 
 
 def test_engine_is_part_of_the_run_id_and_chosen_from_seeds_per_worker() -> None:
-    from harness.config import parse_experiment
+    from harness.experiment.config import parse_experiment
 
     base = {
         "name": "x",
@@ -229,10 +229,10 @@ def test_engine_is_part_of_the_run_id_and_chosen_from_seeds_per_worker() -> None
 
 def test_group_models_are_built_exactly_as_the_loop_builds_them(tiny_model_dir: Path) -> None:
     """The group copies one loaded template when only the head is missing: same weights as loading per run."""
-    from harness import recipes
-    from harness.models import init_head, load_classifier
-    from harness.train import seed_everything
-    from harness.vectorised.engine import _Group
+    from harness.training import recipes
+    from harness.training.loop import seed_everything
+    from harness.training.models import init_head, load_classifier
+    from harness.training.vectorised.engine import _Group
 
     recipe = Recipe(reinit_layers=1, mixout=0.2)
     specs = [spec_for(tiny_model_dir, recipe, *s) for s in SEEDS[:3]]

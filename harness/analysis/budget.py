@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.analysis.sequential import ci_width, sequential_look
-from harness.spec import AdaptiveSeeds
+from harness.experiment.spec import AdaptiveSeeds
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from scipy import stats
 REGRESSION_METRICS = frozenset({"spearman", "pearson"})
 DEFAULT_REGRESSION_THRESHOLD = 10.0
 FINISHED_STATUSES = ("done", "stopped")
-CONSTANT_PREDICTOR_SCORE = 0.0  # harness.data.compute_metric's value for an undefined (constant) prediction
+CONSTANT_PREDICTOR_SCORE = 0.0  # harness.experiment.data.compute_metric's value for an undefined (constant) prediction
 FLOAT_TOLERANCE = 1e-6  # full-precision scores: only float noise between a score and its bar
 MAX_DECIMALS = 6
 

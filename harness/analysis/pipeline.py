@@ -14,7 +14,7 @@ from harness.analysis.degenerate import degenerate_rules, fill_finished_nan
 from harness.analysis.describe import summarize
 from harness.analysis.early_stop import early_stopping_table
 from harness.analysis.emp import expected_max_table
-from harness.store import load_curves, load_runs, write_parquet_atomic
+from harness.storage.store import load_curves, load_runs, write_parquet_atomic
 
 
 def analyze_runs(

@@ -2,7 +2,7 @@
 
 One row per run (or, long format, one row per run and measure, in columns `measure` and `value`). The
 minimal schema is task, recipe (or condition), seed and a score; every other field is optional (see
-harness/importer/schema.py and the README). Rows go through `harness.store.write_run`, so imported parts
+harness/importer/schema.py and the README). Rows go through `harness.storage.store.write_run`, so imported parts
 look exactly like native ones, and an experiment.toml / experiment.json beside them lets `analyze`,
 `report`, `report --compare` and `status` read the experiment like a native one. Run ids hash the rows'
 own identity fields, so importing the same file again replaces the same parts: no duplicates.
@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.experiment.tasks import METRICS, TASKS
 from harness.importer.files import (
     SPEC_COPY,
     SPEC_META,
@@ -33,8 +34,7 @@ from harness.importer.files import (
 )
 from harness.importer.rows import Built, build_rows, read_curves, valid_recipe_fields
 from harness.importer.schema import ALIASES, IGNORE, canonical_columns, parse_assignments
-from harness.store import RUN_STATUSES, load_runs, write_run
-from harness.tasks import METRICS, TASKS
+from harness.storage.store import RUN_STATUSES, load_runs, write_run
 
 __all__ = [
     "ImportFileError",

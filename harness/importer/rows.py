@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from harness.experiment.spec import Recipe
+from harness.experiment.tasks import TASKS
 from harness.importer.files import ImportFileError, read_table, row_label
 from harness.importer.schema import (
     CURVE_ALIASES,
@@ -20,9 +22,7 @@ from harness.importer.schema import (
     RECIPE_FIELDS,
     canonical_columns,
 )
-from harness.spec import Recipe
-from harness.store import RUN_STATUSES
-from harness.tasks import TASKS
+from harness.storage.store import RUN_STATUSES
 
 REGRESSION_METRICS = ("spearman", "pearson")
 _INT_FIELDS = ("best_step", "steps_done", "total_steps")
@@ -114,7 +114,7 @@ def _recipe_value(value: Any) -> Any:
 
 def majority_from_data(task: str, data_dir: str | None) -> tuple[float, str] | None:
     """The built-in task's dev-set majority-class score (x100) from the GLUE data, or None when unreadable."""
-    from harness.data import DataError, load_split, majority_baseline
+    from harness.experiment.data import DataError, load_split, majority_baseline
 
     try:
         dev = load_split(task, "dev", data_dir)

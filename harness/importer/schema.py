@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from harness.experiment.spec import Recipe
 from harness.importer.files import ImportFileError
-from harness.spec import Recipe
 
 IDENTITY_FIELDS = ("task", "recipe", "seed", "init_seed", "order_seed", "sample_seed", "model", "sample_size")
 SCORE_FIELDS = ("score", "val_best", "val_final", "test_best", "test_final", "majority")

@@ -1,6 +1,6 @@
 """Report sections: prediction churn per task, seeds needed per claim, and the adaptive seed budget.
 
-Example texts come from the task's dev split through harness/data.py with the run's own evaluation
+Example texts come from the task's dev split through harness/experiment/data.py with the run's own evaluation
 protocol (split seed, eval size), so the predictions table stores only indices; when the data cannot
 be read at report time the tables show indices without text.
 """
@@ -19,13 +19,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from harness import data as D
 from harness.analysis.churn import churn, most_flipped, per_example_accuracy, prediction_matrix, recipe_agreement
 from harness.analysis.power import seeds_needed
+from harness.experiment import data as D
+from harness.experiment.seed_budget import load_budget
+from harness.experiment.spec import RunSpec
 from harness.report.tables import ci, md_table, num, pct, pval
-from harness.seed_budget import load_budget
-from harness.spec import RunSpec
-from harness.store import load_predictions
+from harness.storage.store import load_predictions
 
 COUNTED = ("done", "stopped")  # runs whose predictions are a finished (or stopped) model's
 TOP_FLIPS = 8

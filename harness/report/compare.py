@@ -11,13 +11,13 @@ import pandas as pd
 from harness.analysis import degenerate_rules, expected_max_table, is_degenerate, summarize
 from harness.analysis.compare import holm_by_method
 from harness.analysis.describe import COUNTED_STATUSES
+from harness.experiment.spec import ExperimentSpec
 from harness.report import plots
 from harness.report.experiment import HOLM_NOTE, clear_figures, pair_rows, write_markdown_report
 from harness.report.paper import ReportError
 from harness.report.provenance import model_description, provenance_table, setup_table, substitution_notes
 from harness.report.tables import comparison_tables, summary_table
-from harness.spec import ExperimentSpec
-from harness.store import load_runs
+from harness.storage.store import load_runs
 
 
 def _labels(exp_a: Path, exp_b: Path, spec_a: ExperimentSpec | None, spec_b: ExperimentSpec | None) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from harness.analysis.degenerate import fill_finished_nan
 from harness.analysis.describe import COUNTED_STATUSES
 from harness.analysis.pipeline import load_scoped
 from harness.analysis.verdict import ClaimTest, claim_test, holm_across_claims
+from harness.experiment.spec import ExperimentSpec
 from harness.report import churn as churn_report
 from harness.report import plots
 from harness.report.paper import (
@@ -51,7 +52,6 @@ from harness.report.tables import (
     stopped_table,
     summary_table,
 )
-from harness.spec import ExperimentSpec
 
 REPORT_DIR = "report"
 HOLM_NOTE = (

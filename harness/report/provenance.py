@@ -11,10 +11,10 @@ from typing import Any
 
 import pandas as pd
 
+from harness.experiment.spec import ExperimentSpec, Recipe
 from harness.report.tables import md_table
-from harness.spec import ExperimentSpec, Recipe
 
-# Mirrors harness.models.PACKAGED_ALIASES (that module imports torch, which the report layer must not).
+# Mirrors harness.training.models.PACKAGED_ALIASES (that module imports torch, which the report layer must not).
 PACKAGED_ALIASES = frozenset({"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "packaged"})
 PROVENANCE_FIELDS = (
     "git_sha",

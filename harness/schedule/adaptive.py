@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis.budget import BudgetDecision, budget_pairs, decide
+from harness.experiment.seed_budget import BUDGET_FILE
+from harness.experiment.spec import ExperimentSpec
 from harness.schedule.core import RunSummary, run_experiment
-from harness.seed_budget import BUDGET_FILE
-from harness.spec import ExperimentSpec
-from harness.store import experiment_dir, load_runs, write_events
+from harness.storage.store import experiment_dir, load_runs, write_events
 
 
 @dataclass(frozen=True)

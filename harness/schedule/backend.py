@@ -11,8 +11,8 @@ import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from harness.records import EvalPoint, RunResult
-from harness.spec import RunSpec
+from harness.experiment.spec import RunSpec
+from harness.storage.records import EvalPoint, RunResult
 
 
 class ScheduleError(RuntimeError):
@@ -39,7 +39,7 @@ class Attempt:
 
 @dataclass(frozen=True)
 class GroupAttempt:
-    """One try at K runs of one configuration trained together in one worker (harness.vectorised).
+    """One try at K runs of one configuration trained together in one worker (harness.training.vectorised).
 
     Every message about a member carries that member's own attempt key (`member_key`), so the core
     records, retries and early-stops each run as if it had its own worker.

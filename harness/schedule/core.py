@@ -1,7 +1,7 @@
 """The shared core: what to run, retries and failures, early-stop rungs, the store. Backend-agnostic.
 
 The driver is the only writer of the store: workers send results back and
-the driver writes each finished run atomically (harness.store.write_run), so
+the driver writes each finished run atomically (harness.storage.store.write_run), so
 killing the driver at any moment loses only runs still in flight, and a
 restart runs exactly the run ids not yet stored.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.records import base_row, failed_row
+from harness.experiment.spec import BACKENDS, ExperimentSpec, RunSpec
 from harness.schedule import groups
 from harness.schedule.backend import (
     Attempt,
@@ -36,8 +36,8 @@ from harness.schedule.backend import (
 from harness.schedule.early_stop import Decision, RungTracker, rung_score_of_curve
 from harness.schedule.lock import ExperimentLock
 from harness.schedule.progress import Progress
-from harness.spec import BACKENDS, ExperimentSpec, RunSpec
-from harness.store import (
+from harness.storage.records import base_row, failed_row
+from harness.storage.store import (
     StoreError,
     copy_run,
     experiment_dir,
@@ -162,7 +162,7 @@ def run_experiment(
     results_root: str | Path = "results",
     *,
     backend: str | None = None,
-    train_fn: str = "harness.pipeline:train_run",
+    train_fn: str = "harness.training.pipeline:train_run",
     data_dir: str | None = None,
     max_workers: int | None = None,
     progress: bool = True,

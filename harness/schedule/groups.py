@@ -11,11 +11,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from harness.engines import group_key, vectorised_unsupported
+from harness.experiment.engines import group_key, vectorised_unsupported
+from harness.experiment.spec import ExperimentSpec, RunSpec, SchedulePolicy
 from harness.schedule.backend import Attempt, Crashed, GroupAttempt
-from harness.spec import ExperimentSpec, RunSpec, SchedulePolicy
 
-GROUP_FN = "harness.vectorised.engine:train_group"
+GROUP_FN = "harness.training.vectorised.engine:train_group"
 GROUP_BACKENDS = ("local",)
 
 

@@ -27,10 +27,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from harness.records import EvalPoint
+from harness.experiment.spec import SlurmPolicy
 from harness.schedule.backend import Attempt, Backend, Crashed, Evaluated, Finished, Message, Started
 from harness.schedule.worker import run_attempt, thread_env
-from harness.spec import SlurmPolicy
+from harness.storage.records import EvalPoint
 
 try:
     import submitit

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.experiment.spec import ExperimentSpec, SchedulePolicy
 from harness.schedule.lock import is_locked
 from harness.schedule.progress import format_seconds
-from harness.spec import ExperimentSpec, SchedulePolicy
-from harness.store import RUN_STATUSES, experiment_dir, load_runs
+from harness.storage.store import RUN_STATUSES, experiment_dir, load_runs
 
 STATUS_COLUMNS = ["task", "recipe", "total", *RUN_STATUSES, "pending", "mean_run_s", "eta_s"]
 

@@ -12,8 +12,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from harness.records import EvalPoint, RunContext, RunResult
 from harness.schedule.backend import Attempt, Crashed, Evaluated, Finished, GroupAttempt, Message
+from harness.storage.records import EvalPoint, RunContext, RunResult
 
 
 class TrainFnError(ValueError):
@@ -89,7 +89,7 @@ def run_attempt(
         ctx = RunContext(**ctx_fields, micro_batch_size=attempt.micro_batch_size, on_eval=on_eval)
         result = fn(attempt.spec, ctx)
         if not isinstance(result, RunResult):
-            raise TypeError(f"{train_fn} returned {type(result).__name__}, expected harness.records.RunResult")
+            raise TypeError(f"{train_fn} returned {type(result).__name__}, expected harness.storage.records.RunResult")
         return Finished(attempt.key, result)
     except Exception as exc:  # every error becomes a message; the core decides on retries
         text = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc))
@@ -108,7 +108,7 @@ def describe_exit(exitcode: int | None) -> str:
     return f"worker process exited with code {exitcode} before reporting a result"
 
 
-GROUP_FN = "harness.vectorised.engine:train_group"
+GROUP_FN = "harness.training.vectorised.engine:train_group"
 
 
 def run_group_attempt(
@@ -141,7 +141,7 @@ def run_group_attempt(
         fn = load_train_fn(group_fn)
         results = fn(list(group.specs), RunContext(**ctx_fields), on_evals=on_evals)
         if len(results) != len(group.specs) or not all(isinstance(r, RunResult) for r in results):
-            raise TypeError(f"{group_fn} must return one harness.records.RunResult per spec, in order")
+            raise TypeError(f"{group_fn} must return one harness.storage.records.RunResult per spec, in order")
         return [Finished(group.member_key(s.run_id), r) for s, r in zip(group.specs, results, strict=True)]
     except Exception as exc:  # the whole group failed: every member reports it; the core retries the group
         text = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc))

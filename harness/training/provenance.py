@@ -1,0 +1,59 @@
+"""Where a result came from: versions, code revision, device (stored with every run)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import platform
+import socket
+import subprocess
+from pathlib import Path
+
+import torch
+import transformers
+
+import harness
+
+
+@functools.cache
+def git_sha() -> str:
+    """The harness checkout's commit (with '+dirty' for uncommitted changes), or '' outside git."""
+    root = Path(harness.__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return sha + ("+dirty" if dirty else "")
+
+
+def device_name(device: torch.device) -> str:
+    from harness.training.device import device_name as name
+
+    return name(device)
+
+
+def provenance(device: torch.device, data_dir: str | None = None) -> str:
+    return json.dumps(
+        {
+            "data": str(data_dir) if data_dir else "hub (datasets)",
+            "harness": harness.__version__,
+            "git_sha": git_sha(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+            "device": str(device),
+            "device_name": device_name(device),
+            "threads": torch.get_num_threads(),
+            "host": socket.gethostname(),
+        },
+        sort_keys=True,
+    )

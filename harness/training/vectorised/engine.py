@@ -1,0 +1,438 @@
+"""Train K seeded runs of one configuration at once: one stacked forward, backward and update per step.
+
+Each run is built exactly as harness.training.loop builds it (head from init_seed, re-init, Mixout targets,
+LLRD / WD groups), keeps its own data order (batch_order from its order_seed) and draws its dropout
+and Mixout masks from a hash of (order_seed, step, site, element), so its result does not depend on
+which runs share its group or on K. Inside a step there is no Python loop over runs and no host sync;
+the host reads the losses only at evaluations. A run whose loss goes NaN is frozen and stored
+`diverged`; a run told to stop at an evaluation is frozen and stored `stopped`; the others go on.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness.experiment import data as D
+from harness.experiment.engines import group_key, vectorised_unsupported
+from harness.experiment.spec import ConfigError, RunSpec
+from harness.storage.records import EvalPoint, RunContext, RunResult
+from harness.training import device as hw
+from harness.training import recipes
+from harness.training.loop import Encoded, batch_order, eval_steps, peak_memory_mb, seed_everything, summarize_run
+from harness.training.models import count_parameters, init_head, load_classifier, load_tokenizer, resolve_model
+from harness.training.provenance import provenance
+from harness.training.recipes.mixout import MixoutLinear
+from harness.training.recipes.schedule import linear_warmup_decay, warmup_steps_for
+from harness.training.vectorised.batches import EvalSet, build_batches, build_eval_set
+from harness.training.vectorised.model import Arch, Layout, Masks, MixoutWeights, forward, leaf_views, stack_parameters
+from harness.training.vectorised.optim import Hyper, StackedAdamW
+
+OnEvals = Callable[[list[EvalPoint]], list[bool]]
+
+
+def train_group(
+    specs: Sequence[RunSpec],
+    ctx: RunContext | None = None,
+    on_evals: OnEvals | None = None,
+    precision: str | None = None,
+) -> list[RunResult]:
+    """Fine-tune every spec (one configuration, any seeds) together; one RunResult per spec, in order.
+
+    `on_evals` receives the eval points of the runs still training at an evaluation step and returns,
+    per point, whether that run goes on (False = stopped, as RunContext.on_eval for one run).
+    `precision` ("fp32" | "bf16") overrides the recipe's (benchmarks); bf16 runs the forward under autocast.
+    """
+    return _Group(list(specs), ctx or RunContext(), on_evals, precision).train()
+
+
+def check_group(specs: Sequence[RunSpec]) -> None:
+    if not specs:
+        raise ValueError("train_group: no runs given")
+    keys = {group_key(s) for s in specs}
+    if len(keys) > 1:
+        raise ConfigError(
+            f"train_group: runs {[s.run_id for s in specs]} are not one configuration (differ beyond their seeds); "
+            "group only runs of the same task, model and recipe"
+        )
+    reason = vectorised_unsupported(specs[0].recipe)
+    if reason:
+        raise ConfigError(f"train_group: recipe '{specs[0].recipe.name}' cannot train vectorised: {reason}")
+
+
+class _Group:
+    def __init__(self, specs: list[RunSpec], ctx: RunContext, on_evals: OnEvals | None, precision: str | None) -> None:
+        check_group(specs)
+        self.specs, self.ctx, self.on_evals = specs, ctx, on_evals
+        self.recipe = specs[0].recipe
+        self.precision = precision or getattr(self.recipe, "precision", "fp32")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(
+                f"train_group: precision {self.precision!r} is not supported vectorised; use fp32 or bf16"
+            )
+        self.task = specs[0].task_def
+        self.k = len(specs)
+
+    # -- set-up ----------------------------------------------------------------
+
+    def build_models(self) -> list[torch.nn.Module]:
+        """The K prepared models, each exactly as harness.training.loop builds its run's model."""
+        spec0 = self.specs[0]
+        template = None
+        models = []
+        for spec in self.specs:
+            seed_everything(spec.init_seed)  # weights the checkpoint lacks are drawn from init_seed
+            if template is None or not self.head_only_missing:
+                model = load_classifier(spec.model, self.task.num_labels, spec.model_layers)
+                if template is None:
+                    template = copy.deepcopy(model)
+            else:  # only the head is missing from the checkpoint and init_head redraws it: a copy is the same model
+                model = copy.deepcopy(template)
+            init_head(model, spec.init_seed)
+            models.append(recipes.prepare_model(model, self.recipe, init_seed=spec.init_seed))
+        del spec0
+        return models
+
+    @property
+    def head_only_missing(self) -> bool:
+        if not hasattr(self, "_head_only"):
+            self._head_only = _checkpoint_lacks_only_head(self.specs[0], self.task.num_labels)
+        return self._head_only
+
+    def parameter_vectors(self, model: torch.nn.Module, layout: Layout) -> dict[str, torch.Tensor | None]:
+        """Per-element lr multiplier, weight decay and prior WD from the recipe's parameter groups."""
+        groups = recipes.parameter_groups(model, self.recipe, self.recipe.lr)
+        name_of = {id(p): n for n, p in model.named_parameters()}
+        lr_scale = torch.ones(layout.size)
+        wd = torch.zeros(layout.size)
+        prior = torch.zeros(layout.size)
+        covered = set()
+        for group in groups:
+            for param in group["params"]:
+                name = name_of[id(param)]
+                where = layout.slice_of(name)
+                lr_scale[where] = group["lr"] / self.recipe.lr
+                wd[where] = group["weight_decay"]
+                prior[where] = group["prior_wd"]
+                covered.add(name)
+        missing = set(layout.names) - covered
+        if missing:
+            raise ConfigError(f"train_group: frozen parameters {sorted(missing)[:3]} are not supported vectorised")
+        return {
+            "lr_scale": lr_scale,
+            "weight_decay": wd if self.recipe.weight_decay > 0 else None,
+            "prior_wd": prior if self.recipe.prior_wd > 0 else None,
+        }
+
+    # -- the run -----------------------------------------------------------------
+
+    def train(self) -> list[RunResult]:
+        started = time.perf_counter()
+        ctx, recipe, task, k = self.ctx, self.recipe, self.task, self.k
+        if ctx.threads:
+            torch.set_num_threads(ctx.threads)
+        hw.set_deterministic(ctx.deterministic)
+        device = hw.resolve(ctx.device)
+        hw.prepare(device)  # initialise CUDA, then reset its peak-memory counter (never the other way round)
+        spec0 = self.specs[0]
+        full_train = D.load_split(task, "train", ctx.data_dir)
+        dev = D.load_split(task, "dev", ctx.data_dir)
+        splits = D.eval_splits(task, dev, spec0.eval_protocol, spec0.split_seed, spec0.eval_size)
+        train_examples = [
+            D.stratified_sample(full_train, s.sample_size, s.sample_seed, task.is_regression) for s in self.specs
+        ]
+        majority_val = [100.0 * D.majority_baseline(task, ex, splits.val) for ex in train_examples]
+        majority_test = [
+            100.0 * D.majority_baseline(task, ex, splits.test) if splits.test else math.nan for ex in train_examples
+        ]
+
+        tokenizer = load_tokenizer(spec0.model)
+        models = self.build_models()
+        model0 = models[0]
+        arch = Arch.of(model0, spec0.max_seq_length, recipe.batch_size)
+        layout = Layout.of(model0)
+        flat = stack_parameters(models, layout, device)
+        vectors = self.parameter_vectors(model0, layout)
+        mixout_names = frozenset(
+            f"{name}.weight" for name, module in model0.named_modules() if isinstance(module, MixoutLinear)
+        )
+        w0 = flat.clone() if (recipe.prior_wd > 0 or mixout_names) else None
+        params = leaf_views(flat, layout)
+        mixout = MixoutWeights(
+            mixout_names, recipe.mixout, leaf_views(w0, layout, requires_grad=False) if w0 is not None else {}
+        )
+        optimizer = StackedAdamW(
+            flat,
+            Hyper((recipe.adam_beta1, recipe.adam_beta2), recipe.adam_eps, recipe.bias_correction, recipe.grad_clip),
+            vectors["lr_scale"].to(device),  # type: ignore[union-attr]
+            None if vectors["weight_decay"] is None else vectors["weight_decay"].to(device),
+            None if vectors["prior_wd"] is None else vectors["prior_wd"].to(device),
+            w0,
+        )
+        n_params = count_parameters(model0)
+        notes = recipes.run_notes(model0, recipe)
+        del models
+
+        train_sets = [Encoded(tokenizer, ex, spec0.max_seq_length, task.is_regression) for ex in train_examples]
+        n_train = len(train_sets[0])
+        total_steps = recipes.total_training_steps(recipe, n_train)
+        orders = [
+            batch_order(n_train, recipe.batch_size, total_steps, torch.Generator().manual_seed(s.order_seed))
+            for s in self.specs
+        ]
+        batches = build_batches(train_sets, orders, recipe.batch_size, device)
+        val_set = build_eval_set(Encoded(tokenizer, list(splits.val), spec0.max_seq_length, task.is_regression), device)
+        test_enc = (
+            Encoded(tokenizer, list(splits.test), spec0.max_seq_length, task.is_regression) if splits.test else None
+        )
+        test_set = build_eval_set(test_enc, device)
+        evals_at = set(eval_steps(total_steps, spec0.num_evals))
+        warmup = warmup_steps_for(recipe, total_steps)
+        pad_row = layout.slice_of(f"{arch.prefix}embeddings.word_embeddings.weight")
+        pad_row = slice(pad_row.start + arch.pad_id * arch.hidden, pad_row.start + (arch.pad_id + 1) * arch.hidden)
+
+        seeds = torch.tensor([s.order_seed for s in self.specs], dtype=torch.int64, device=device)
+        masks = Masks(seeds, arch)
+        active = torch.ones(k, dtype=torch.bool, device=device)
+        runs = torch.arange(k, device=device)[:, None]
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
+
+        state = _RunState.start(k)
+        loss_log: list[torch.Tensor] = []
+        self.grad_norms: list[torch.Tensor] = []
+        step = 0
+        for step in range(1, total_steps + 1):
+            size, width = batches.sizes[step - 1], batches.widths[step - 1]
+            idx = batches.order[step - 1, :, :size]
+            ids = batches.ids[runs, idx][:, :, :width]
+            attn = batches.mask[runs, idx][:, :, :width]
+            types = batches.types[runs, idx][:, :, :width]
+            labels = batches.labels[runs, idx]
+            masks.at_step(step)
+            with autocast:
+                logits = forward(mixout.mix(params, masks), arch, ids, attn, types, masks)
+            losses = _per_run_loss(logits, labels, task.is_regression)
+            losses.sum().backward()
+            grad = torch.cat([params[name].grad.reshape(k, -1) for name in layout.names], 1)
+            for name in layout.names:
+                params[name].grad = None
+            grad[:, pad_row] = 0.0  # nn.Embedding(padding_idx) never updates the pad row from its gradient
+            active &= torch.isfinite(losses)
+            multiplier = linear_warmup_decay(step - 1, total_steps, warmup)
+            lr = torch.full((k,), recipe.lr * multiplier, device=device)
+            self.grad_norms.append(optimizer.step(grad, lr, active))
+            loss_log.append(losses.detach())
+            if step in evals_at:
+                self.evaluate(step, total_steps, n_train, loss_log, state, params, arch, val_set, test_set, active)
+                if not state.any_training():
+                    break
+        self.optimizer = optimizer
+        losses_host = torch.stack(loss_log).float().cpu().numpy() if loss_log else np.zeros((0, k))
+        wall = time.perf_counter() - started
+        eval_tokens = _tokens(val_set) + _tokens(test_set)
+        results = []
+        for i, spec in enumerate(self.specs):
+            results.append(
+                self.result(i, spec, state, losses_host, step, total_steps, n_train, wall, device, n_params,
+                            int(batches.tokens[i]), eval_tokens, majority_val[i], majority_test[i], notes)
+            )  # fmt: skip
+        return results
+
+    @torch.no_grad()
+    def evaluate(
+        self, step: int, total_steps: int, n_train: int, loss_log: list[torch.Tensor], state: _RunState,
+        params: dict[str, torch.Tensor], arch: Arch, val_set: EvalSet | None, test_set: EvalSet | None,
+        active: torch.Tensor,
+    ) -> None:  # fmt: skip
+        """All runs still training, on the same eval sets in one batched forward; the host syncs here only."""
+        losses = torch.stack(loss_log[state.logged :]).float().cpu().numpy()  # [steps since last eval, K]
+        first = state.logged
+        state.logged = len(loss_log)
+        for i in range(self.k):
+            if not state.training[i]:
+                continue
+            window = losses[:, i]
+            bad = np.flatnonzero(~np.isfinite(window))
+            if bad.size:  # diverged: keep the losses up to and including the first non-finite one
+                state.losses[i].extend(window[: bad[0] + 1].tolist())
+                state.status[i], state.training[i], state.last_step[i] = "diverged", False, first + bad[0] + 1
+                continue
+            state.losses[i].extend(window.tolist())
+            state.window[i].extend(window.tolist())
+        live = [i for i in range(self.k) if state.training[i]]
+        if not live:
+            return
+        val = self.predict(params, arch, val_set)
+        test = self.predict(params, arch, test_set)
+        points = []
+        for i in live:
+            spec = self.specs[i]
+            val_metric = self.metric(val[i] if val is not None else None, val_set)
+            test_metric = self.metric(test[i] if test is not None else None, test_set)
+            point = {
+                "eval_index": len(state.curves[i]),
+                "step": step,
+                "fraction": step / total_steps,
+                "epoch": step * self.recipe.batch_size / n_train,
+                "train_loss": float(np.mean(state.window[i])),
+                "val_metric": val_metric,
+                "test_metric": test_metric,
+            }
+            state.window[i] = []
+            state.curves[i].append(point)
+            state.last_step[i] = step
+            state.remember(i, point, val, test)
+            points.append(EvalPoint(spec.run_id, spec.config_key, point["eval_index"], step, point["fraction"],
+                                    val_metric, test_metric))  # fmt: skip
+        if self.on_evals is not None:
+            keep = self.on_evals(points)
+            stopped = [i for i, go_on in zip(live, keep, strict=True) if not go_on and step < total_steps]
+            for i in stopped:
+                state.status[i], state.training[i] = "stopped", False
+            if stopped:
+                active[torch.tensor(stopped, device=active.device)] = False
+
+    def predict(self, params: dict[str, torch.Tensor], arch: Arch, eval_set: EvalSet | None) -> np.ndarray | None:
+        """[K, n] predictions (class id, or the score for regression) in the split's stored order."""
+        if eval_set is None:
+            return None
+        out = np.zeros((self.k, len(eval_set.encoded)), dtype=np.float64)
+        for ids, mask, types, idx in eval_set.chunks:
+            shape = (self.k, *ids.shape)
+            dev = ids.device
+            with torch.autocast(dev.type, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext():
+                logits = forward(params, arch, ids.expand(shape), mask.expand(shape), types.expand(shape))
+            values = logits.squeeze(-1) if self.task.is_regression else logits.argmax(-1)
+            out[:, idx] = values.float().cpu().numpy()
+        return out
+
+    def metric(self, preds: np.ndarray | None, eval_set: EvalSet | None) -> float:
+        if preds is None or eval_set is None:
+            return float("nan")
+        return 100.0 * D.compute_metric(self.task.metric, preds.tolist(), eval_set.encoded.labels.tolist())
+
+    def result(
+        self, i: int, spec: RunSpec, state: _RunState, losses: np.ndarray, step: int, total_steps: int, n_train: int,
+        wall: float, device: torch.device, n_params: int, tokens: int, eval_tokens: int, majority_val: float,
+        majority_test: float, notes: str,
+    ) -> RunResult:  # fmt: skip
+        status = state.status[i]
+        if status == "done" and state.training[i]:  # trained to the end: losses since the last eval
+            tail = losses[state.logged :, i]
+            bad = np.flatnonzero(~np.isfinite(tail))
+            if bad.size:
+                state.losses[i].extend(tail[: bad[0] + 1].tolist())
+                status, state.last_step[i] = "diverged", state.logged + bad[0] + 1
+            else:
+                state.losses[i].extend(tail.tolist())
+                state.last_step[i] = step
+        last = state.last_step[i]
+        curve = [p for p in state.curves[i] if status != "diverged" or p["step"] < last]
+        row = summarize_run(spec, curve, state.losses[i], status, total_steps)
+        steps_done = last - 1 if status == "diverged" else last
+        row.update(
+            metric=self.task.metric,
+            majority_val=majority_val,
+            majority_test=majority_test,
+            steps_done=steps_done,
+            total_steps=total_steps,
+            epochs_done=(last * self.recipe.batch_size) / n_train,
+            wall_time_s=wall / self.k,
+            peak_mem_mb=peak_memory_mb(device),
+            flops=float(
+                6 * n_params * tokens * steps_done / max(1, total_steps) + 2 * n_params * eval_tokens * len(curve)
+            ),
+            attempts=1,
+            device=str(device),
+            provenance=provenance(device, str(D.resolve_data_dir(self.ctx.data_dir) or "")),
+            notes="; ".join(x for x in (notes, f"vectorised engine: group of {self.k}, {wall:.1f} s together") if x),
+        )
+        predictions = None
+        chosen = state.chosen(i, spec.recipe.select, curve) if status != "diverged" else None
+        if chosen is not None:
+            predictions = {name: values for name, values in chosen.items() if values is not None}
+        return RunResult(row, curve, predictions)
+
+
+@dataclass
+class _RunState:
+    """Host-side per-run bookkeeping: status, losses, curve and the predictions at the best eval so far."""
+
+    training: list[bool]
+    status: list[str]
+    losses: list[list[float]]
+    window: list[list[float]]
+    curves: list[list[dict[str, Any]]]
+    last_step: list[int]
+    best: list[dict[str, Any]] | None = None
+    best_preds: list[dict[str, list[float] | None]] | None = None
+    final_preds: list[dict[str, list[float] | None]] | None = None
+    logged: int = 0
+
+    @staticmethod
+    def start(k: int) -> _RunState:
+        return _RunState(
+            [True] * k, ["done"] * k, [[] for _ in range(k)], [[] for _ in range(k)], [[] for _ in range(k)], [0] * k,
+            [{} for _ in range(k)], [{} for _ in range(k)], [{} for _ in range(k)],
+        )  # fmt: skip
+
+    def any_training(self) -> bool:
+        return any(self.training)
+
+    def remember(self, i: int, point: dict[str, Any], val: np.ndarray | None, test: np.ndarray | None) -> None:
+        preds = {
+            "val": None if val is None else val[i].tolist(),
+            "test": None if test is None else test[i].tolist(),
+        }
+        assert self.best is not None and self.best_preds is not None and self.final_preds is not None
+        self.final_preds[i] = preds
+        if not self.best[i] or _better(point, self.best[i]):
+            self.best[i], self.best_preds[i] = point, preds
+
+    def chosen(self, i: int, select: str, curve: list[dict[str, Any]]) -> dict[str, list[float] | None] | None:
+        if not curve or self.best_preds is None or self.final_preds is None:
+            return None
+        return (self.final_preds[i] if select == "final" else self.best_preds[i]) or None
+
+
+def _better(point: dict[str, Any], best: dict[str, Any]) -> bool:
+    """Strictly better validation metric (the earliest of equal bests wins, as summarize_run)."""
+    return not best or point["val_metric"] > best["val_metric"]
+
+
+def _per_run_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
+    """Each run's mean loss over its batch ([K]); the model's own loss (cross-entropy, or MSE for 1 output)."""
+    if regression:
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float(), reduction="none").mean(1)
+    k, b, c = logits.shape
+    return F.cross_entropy(logits.float().reshape(k * b, c), labels.reshape(-1), reduction="none").view(k, b).mean(1)
+
+
+def _tokens(eval_set: EvalSet | None) -> int:
+    return eval_set.encoded.tokens() if eval_set is not None else 0
+
+
+def _checkpoint_lacks_only_head(spec: RunSpec, num_labels: int) -> bool:
+    """True when every weight the checkpoint lacks is in the task head (which init_head redraws anyway)."""
+    from transformers import AutoModelForSequenceClassification
+
+    kwargs: dict[str, Any] = {"num_labels": num_labels, "output_loading_info": True}
+    if num_labels == 1:
+        kwargs["problem_type"] = "regression"
+    if spec.model_layers is not None:
+        kwargs["num_hidden_layers"] = spec.model_layers
+    try:
+        _, info = AutoModelForSequenceClassification.from_pretrained(resolve_model(spec.model), **kwargs)
+    except (OSError, ValueError):
+        return False
+    missing = set(info.get("missing_keys", ())) | set(info.get("mismatched_keys", ()))
+    return all(str(key).startswith(("classifier.", "score.")) for key in missing)

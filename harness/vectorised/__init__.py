@@ -1,5 +1,0 @@
-"""Seed-vectorised fine-tuning: K seeded runs of one configuration trained in one process.
-
-`train_group(specs, ctx)` (harness.vectorised.engine) is the entry point; `harness.engines` says which
-recipes it supports. Submodules are imported on use so that importing the package stays cheap.
-"""

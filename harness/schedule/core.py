@@ -305,8 +305,13 @@ class _Driver:
 
     def run(self, todo: list[RunSpec]) -> RunSummary:
         rung_at = self.tracker.at if self.tracker else None
-        self.queue.extend(groups.plan_attempts(todo, self.policy.seeds_per_worker, rung_at))
+        slots, memory = self.backend.slots, self.backend.memory_per_slot
+        attempts = groups.plan_attempts(todo, self.policy.seeds_per_worker, rung_at, slots, memory)
+        self.queue.extend(attempts)
         self.event("", "start", f"{len(todo)} run(s) to do, {self.summary.skipped} stored; {self.backend.describe()}")
+        planned = [a.specs for a in attempts if isinstance(a, GroupAttempt)]
+        if planned:
+            self.event("", "groups", groups.describe_groups(planned, slots, memory))
         try:
             while self.queue or self.live:
                 while self.queue and self.groups.busy(self.live) < self.backend.slots:

@@ -193,6 +193,26 @@ def test_early_stopping_inside_a_group_stops_the_worst_seeds(tmp_path: Path) -> 
     best = sorted(levels, key=levels.get, reverse=True)[:2]
     assert sorted(runs.index[runs["status"] == "done"]) == sorted(best)
     assert summary.stopped == 2
+    # the engine kept the stopped runs in the batch (no `dropped_at`): nothing saved, and the events say why
+    assert summary.compute_saved_runs == 0.0 and summary.compute_saved_s == 0.0
+    events = load_events(tmp_path / "es").query("kind == 'early_stop'")["message"]
+    assert len(events) == 2 and all("kept computing it" in m and "saved 0.00 run" in m for m in events)
+
+
+def test_early_stopping_counts_savings_for_runs_the_engine_dropped_from_the_batch(tmp_path: Path) -> None:
+    exp = group_experiment("esdrop", 4, 4, early_stop=EarlyStopPolicy(at=0.5, keep=2))
+    summary = _run(exp, tmp_path, "group_drops_stopped")
+    assert summary.stopped == 2 and summary.compute_saved_runs == pytest.approx(2 * 0.5)
+    events = load_events(tmp_path / "esdrop").query("kind == 'early_stop'")["message"]
+    assert all("dropped from its seed group's batch at 0.50; saved 0.50 run" in m for m in events)
+
+
+def test_compute_saved_counts_only_what_left_the_batch() -> None:
+    from harness.schedule.early_stop import compute_saved
+
+    assert compute_saved(0.25, in_group=False, dropped_at=None) == 0.75  # a run alone: its process ended
+    assert compute_saved(0.25, in_group=True, dropped_at=None) == 0.0  # frozen in its group's batch
+    assert compute_saved(0.25, in_group=True, dropped_at=0.4) == pytest.approx(0.6)  # left the batch later
 
 
 def test_driver_killed_then_resumed_reruns_only_the_missing_ids(tmp_path: Path) -> None:

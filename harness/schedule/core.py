@@ -33,10 +33,10 @@ from harness.schedule.backend import (
     ScheduleError,
     Started,
 )
-from harness.schedule.early_stop import Decision, RungTracker, rung_score_of_curve
+from harness.schedule.early_stop import Decision, RungTracker, compute_saved, rung_score_of_curve
 from harness.schedule.lock import ExperimentLock
 from harness.schedule.progress import Progress
-from harness.storage.records import base_row, failed_row
+from harness.storage.records import RunResult, base_row, failed_row
 from harness.storage.store import (
     StoreError,
     copy_run,
@@ -394,18 +394,31 @@ class _Driver:
         if self.tracker and spec.run_id not in self.tracker.decided:
             self.tracker.leave(spec.config_key, spec.run_id)
         if status == "stopped":
-            fractions = [p.get("fraction", 0.0) for p in message.result.curve] or [live.fraction]
-            f = min(max(max(fractions), 0.0), 1.0)
-            elapsed = float(row.get("wall_time_s") or (time.monotonic() - live.started))
-            saved_s = elapsed * (1 - f) / f if f > 0 else 0.0
-            self.saved_runs += 1 - f
-            self.saved_s += saved_s
-            self.event(
-                spec.run_id,
-                "early_stop",
-                f"{spec.config_key} stopped at {f:.2f} of training; saved {1 - f:.2f} run (~{saved_s:.1f} s)",
-            )
+            self.stopped(live, message.result, float(row.get("wall_time_s") or (time.monotonic() - live.started)))
         self.progress.note(f"{status}: {spec.config_key} seed {spec.init_seed}/{spec.order_seed}")
+
+    def stopped(self, live: _Live, result: RunResult, elapsed: float) -> None:
+        """Count what stopping this run saved: nothing for a group member its engine kept in the batch."""
+        spec = live.attempt.spec
+        fractions = [p.get("fraction", 0.0) for p in result.curve] or [live.fraction]
+        f = min(max(max(fractions), 0.0), 1.0)
+        saved = compute_saved(f, live.group is not None, result.dropped_at)
+        used = 1 - saved
+        saved_s = elapsed * saved / used if used > 0 else 0.0
+        self.saved_runs += saved
+        self.saved_s += saved_s
+        how = ""
+        if live.group is not None:
+            how = (
+                f"; dropped from its seed group's batch at {result.dropped_at:.2f}"
+                if result.dropped_at is not None
+                else "; its seed group kept computing it (frozen in the batch)"
+            )
+        self.event(
+            spec.run_id,
+            "early_stop",
+            f"{spec.config_key} stopped at {f:.2f} of training{how}; saved {saved:.2f} run (~{saved_s:.1f} s)",
+        )
 
     def crashed(self, live: _Live, message: Crashed) -> None:
         if live.group is not None:  # the group is retried (split in two on OOM) once all its members reported

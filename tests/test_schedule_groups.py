@@ -233,10 +233,3 @@ def test_driver_killed_then_resumed_reruns_only_the_missing_ids(tmp_path: Path) 
     assert sorted(runs["run_id"]) == sorted(s.run_id for s in exp.runs)  # every run exactly once
     assert summary.skipped == len(first) and summary.done == 8 - len(first)
     assert all(_trained(r) == 1 for r in first)  # a stored run is never trained again
-
-
-def test_groups_need_the_local_backend(tmp_path: Path) -> None:
-    from harness.schedule import ScheduleError
-
-    with pytest.raises(ScheduleError, match="seeds_per_worker"):
-        run_experiment(group_experiment("ray", 2, 2), tmp_path, backend="ray", progress=False)

@@ -36,6 +36,7 @@ from harness.schedule.backend import (
 from harness.schedule.early_stop import Decision, RungTracker, compute_saved, rung_score_of_curve
 from harness.schedule.lock import ExperimentLock
 from harness.schedule.progress import Progress
+from harness.schedule.worker import GROUP_FN
 from harness.storage.records import RunResult, base_row, failed_row
 from harness.storage.store import (
     StoreError,
@@ -101,7 +102,7 @@ def make_backend(
     ctx_fields: dict[str, Any],
     max_workers: int | None,
     ray_address: str | None,
-    group_fn: str = groups.GROUP_FN,
+    group_fn: str = GROUP_FN,
 ) -> Backend:
     policy = experiment.schedule
     if name == "local":
@@ -125,6 +126,7 @@ def make_backend(
             runs_per_gpu=policy.runs_per_gpu,
             threads_per_run=policy.threads_per_run,
             max_workers=max_workers,
+            group_fn=group_fn,
         )
     if name == "slurm":
         from harness.schedule.slurm_backend import SlurmBackend
@@ -136,6 +138,7 @@ def make_backend(
             policy=policy.slurm,
             threads_per_run=policy.threads_per_run,
             max_workers=max_workers,
+            group_fn=group_fn,
         )
     raise ScheduleError(f"backend {name!r} is unknown; allowed: {', '.join(BACKENDS)}")
 
@@ -169,7 +172,7 @@ def run_experiment(
     ray_address: str | None = None,
     on_locked: Callable[[], None] | None = None,
     retry_failed: bool = False,
-    group_fn: str = groups.GROUP_FN,
+    group_fn: str = GROUP_FN,
 ) -> RunSummary:
     """Run every run of `experiment` not yet stored under results_root/<name>; resumable, one driver at a time.
 
@@ -183,8 +186,6 @@ def run_experiment(
     if name not in BACKENDS:
         raise ScheduleError(f"backend {name!r} is unknown; allowed: {', '.join(BACKENDS)}")
     check_train_fn(train_fn)
-    if problem := groups.backend_problem(experiment, name):
-        raise ScheduleError(problem)
     exp_dir = experiment_dir(results_root, experiment.name)
     started = time.monotonic()
     with ExperimentLock(exp_dir), _sigterm_as_interrupt():

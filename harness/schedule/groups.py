@@ -14,12 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.experiment.engines import group_key, vectorised_unsupported
-from harness.experiment.spec import ExperimentSpec, RunSpec, SchedulePolicy
+from harness.experiment.spec import RunSpec, SchedulePolicy
 from harness.schedule.backend import Attempt, Crashed, GroupAttempt
 from harness.schedule.memory import max_seeds_for, specs_memory
-
-GROUP_FN = "harness.training.vectorised.engine:train_group"
-GROUP_BACKENDS = ("local",)
 
 
 def plan_groups(
@@ -103,17 +100,6 @@ def plan_attempts(
         GroupAttempt(group, 1, rung_at) for group in plan_groups(todo, seeds_per_worker, slots, memory_per_slot)
     ]
     return grouped + [Attempt(spec, 1, None, rung_at) for spec in todo if spec.engine != "vectorised"]
-
-
-def backend_problem(experiment: ExperimentSpec, backend: str) -> str:
-    """Why `backend` cannot run this experiment's seed groups ("" when it can)."""
-    if backend in GROUP_BACKENDS or all(s.engine != "vectorised" for s in experiment.runs):
-        return ""
-    return (
-        f"experiment '{experiment.name}' trains seed groups (seeds_per_worker = "
-        f"{experiment.schedule.seeds_per_worker}), which backend {backend!r} does not run yet; "
-        f"use backend 'local' or set seeds_per_worker = 1"
-    )
 
 
 def fallback_note(spec: RunSpec, seeds_per_worker: int, notes: Any) -> str:

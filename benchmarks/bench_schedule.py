@@ -1,7 +1,8 @@
 """Benchmark: the scheduler's overhead per run, and runs/hour with GPU packing. Not a unit test.
 
 CPU: the same N runs of a small torch matmul "training" (tests/fakes_schedule.py:matmul) called directly vs through
-run_experiment (local backend, 1 slot of 1 thread; and 2 slots for reference): overhead per run and ratio.
+run_experiment (local backend, 1 slot of 1 thread; and 2 slots for reference), each with one process per attempt
+($HARNESS_WARM_WORKERS=0, as before warm workers) and with a warm worker per slot: overhead per run and ratio.
 GPU (only when torch.cuda.is_available()): 40 few-sample runs of the packaged model, one at a time vs
 packed 2/4/8 per GPU, in runs/hour.
 Writes results/bench/schedule.md.  Usage: python benchmarks/bench_schedule.py [--runs 20] [--gpu-runs 40]
@@ -22,6 +23,7 @@ import torch
 from harness.experiment.config import ExperimentSpec, Recipe, RunSpec, SchedulePolicy, parse_experiment
 from harness.schedule import run_experiment
 from harness.storage.records import RunContext
+from harness.storage.store import load_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
@@ -42,27 +44,32 @@ def bench_cpu(n: int) -> list[str]:
     for spec in exp.runs:
         matmul(spec, RunContext(threads=1))
     direct = time.perf_counter() - start
-    rows = [f"| direct loop (1 thread) | {n} | {direct:.2f} | {direct / n:.3f} | - | 1.00 |"]
+    rows = [f"| direct loop (1 thread) | - | {n} | {direct:.2f} | {direct / n:.3f} | - | 1.00 |"]
     for slots in (1, 2):
-        with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            summary = run_experiment(
-                cpu_experiment(f"bench-cpu-{slots}", n, slots),
-                tmp,
-                train_fn="fakes_schedule:matmul",
-                max_workers=slots,
-                progress=False,
+        for warm in (False, True):  # side by side: one process per attempt, then a warm worker per slot
+            os.environ["HARNESS_WARM_WORKERS"] = "1" if warm else "0"
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                summary = run_experiment(
+                    cpu_experiment(f"bench-cpu-{slots}", n, slots),
+                    tmp,
+                    train_fn="fakes_schedule:matmul",
+                    max_workers=slots,
+                    progress=False,
+                )
+                wall = time.perf_counter() - start
+                assert summary.done == n, summary
+                processes = load_runs(Path(tmp) / f"bench-cpu-{slots}")["notes"].str.extract(r"pid=(\d+)")[0].nunique()
+            overhead = (wall * slots - direct) / n  # slot-seconds per run beyond the training itself
+            how = "warm worker per slot" if warm else "one process per attempt"
+            rows.append(
+                f"| run_experiment, {slots} slot(s) x 1 thread, {how} | {processes} | {n} | {wall:.2f} | "
+                f"{wall / n:.3f} | {overhead:+.3f} | {wall / direct:.2f} |"
             )
-            wall = time.perf_counter() - start
-            assert summary.done == n, summary
-        overhead = (wall * slots - direct) / n  # slot-seconds per run beyond the training itself
-        rows.append(
-            f"| run_experiment, {slots} slot(s) x 1 thread | {n} | {wall:.2f} | {wall / n:.3f} | "
-            f"{overhead:+.3f} | {wall / direct:.2f} |"
-        )
+    os.environ.pop("HARNESS_WARM_WORKERS", None)
     return [
-        "| how | runs | wall s | wall s / run | overhead slot-s / run | ratio to direct |",
-        "|---|---|---|---|---|---|",
+        "| how | worker processes | runs | wall s | wall s / run | overhead slot-s / run | ratio to direct |",
+        "|---|---|---|---|---|---|---|",
         *rows,
     ]
 

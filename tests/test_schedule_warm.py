@@ -15,7 +15,7 @@ from fakes_schedule import make_experiment
 
 from harness.experiment.config import ExperimentSpec, Recipe, RunSpec, SchedulePolicy
 from harness.schedule import run_experiment
-from harness.schedule.local import LocalBackend, memory_per_slot, plan_slots
+from harness.schedule.local import LocalBackend, memory_per_slot, parse_free_memory, plan_slots
 from harness.schedule.memory import PROCESS_RESERVE
 from harness.storage.store import load_curves, load_runs
 
@@ -77,6 +77,8 @@ def test_memory_per_slot_shares_each_gpu_between_its_slots() -> None:
     assert memory_per_slot(slots, {"0": 10 * gib, "1": 30 * gib}) == (10 * gib - 2 * PROCESS_RESERVE) // 2
     assert memory_per_slot(slots, {"0": 10 * gib}) is None  # a GPU's free memory unknown: no limit
     assert memory_per_slot(plan_slots([], 1, 1, 2, cpus=2), {}) is None
+    smi = "0, GPU-aa11, 81000\n1, GPU-bb22, [N/A]\n"  # nvidia-smi's csv: index, UUID, free MiB
+    assert parse_free_memory(smi) == {"0": 81000 * 2**20, "GPU-aa11": 81000 * 2**20}
     backend = LocalBackend("fakes_schedule:sleepy", {}, gpus=["0"], gpu_free={"0": 5 * gib}, runs_per_gpu=2)
     assert backend.memory_per_slot == (5 * gib - 2 * PROCESS_RESERVE) // 2 and "GiB per slot" in backend.describe()
 

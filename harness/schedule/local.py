@@ -161,17 +161,28 @@ def prewarm(train_fn: str) -> None:
 
 
 def gpu_free_bytes(gpus: list[str]) -> dict[str, int]:
-    """Free memory of each GPU id (`nvidia-smi`, asked before our workers start); {} when it cannot say."""
+    """Free memory of each GPU id (an index or a UUID, as in CUDA_VISIBLE_DEVICES), from `nvidia-smi` before
+    our workers start; GPUs it does not list are left out (their slots get no memory limit)."""
     smi = shutil.which("nvidia-smi")
     if smi is None or not gpus:
         return {}
-    query = [smi, "--query-gpu=memory.free", "--format=csv,noheader,nounits", "-i", ",".join(gpus)]
+    query = [smi, "--query-gpu=index,uuid,memory.free", "--format=csv,noheader,nounits"]
     try:
         out = subprocess.run(query, capture_output=True, text=True, timeout=20, check=False).stdout
-        mib = [int(float(line.strip())) for line in out.splitlines() if line.strip()]
-    except (OSError, subprocess.SubprocessError, ValueError):
+    except (OSError, subprocess.SubprocessError):
         return {}
-    return dict(zip(gpus, (m * 2**20 for m in mib), strict=True)) if len(mib) == len(gpus) else {}
+    return {gpu: free for gpu, free in parse_free_memory(out).items() if gpu in gpus}
+
+
+def parse_free_memory(text: str) -> dict[str, int]:
+    """`nvidia-smi --query-gpu=index,uuid,memory.free --format=csv,noheader,nounits` -> bytes by index and UUID."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3 and parts[2].replace(".", "", 1).isdigit():
+            free = int(float(parts[2])) * 2**20
+            out[parts[0]] = out[parts[1]] = free
+    return out
 
 
 def memory_per_slot(slots: list[Slot], free: Mapping[str, int]) -> int | None:

@@ -237,7 +237,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     baseline = args.baseline or (spec.recipes[0] if spec else None)
     out = Path(args.out) if args.out else exp_dir / "analysis"
     run_ids = scoped_run_ids(args, exp_dir, spec)
-    tables = analyze_experiment(exp_dir, thresholds=thresholds, baseline=baseline, out_dir=out, run_ids=run_ids)
+    tables = analyze_experiment(
+        exp_dir, thresholds=thresholds, baseline=baseline, out_dir=out, run_ids=run_ids,
+        paper=spec.paper if spec else None, adaptive=spec.adaptive if spec else None,
+    )  # fmt: skip
     print(format_summary(tables["summary"]))
     _say_others(exp_dir, run_ids)
     print(f"\nanalysis tables written to {out}")

@@ -146,3 +146,14 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
         return float("nan"), float("nan")
     ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
+
+
+def newcombe_interval(k_a: int, n_a: int, k_b: int, n_b: int, confidence: float = 0.95) -> tuple[float, float]:
+    """CI of the difference of rates k_a/n_a - k_b/n_b from the two Wilson intervals (Newcombe 1998, method 10,
+    the hybrid score interval); (nan, nan) if either n is 0."""
+    if n_a <= 0 or n_b <= 0:
+        return float("nan"), float("nan")
+    p_a, p_b = k_a / n_a, k_b / n_b
+    (l_a, u_a), (l_b, u_b) = wilson_interval(k_a, n_a, confidence), wilson_interval(k_b, n_b, confidence)
+    d = p_a - p_b
+    return d - float(np.hypot(p_a - l_a, u_b - p_b)), d + float(np.hypot(u_a - p_a, p_b - l_b))

@@ -19,6 +19,7 @@ diverged run has no score.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -44,10 +45,20 @@ class DegenerateRule:
     op: str  # "<=" | "<"
     threshold: float  # NaN for classification without override: the per-run majority baseline is used
     source: str  # "majority baseline" | "default" | "override"
+    tolerance: float = float("nan")  # added to a majority baseline (NaN: not computed from the runs yet)
+    split: str = ""  # the split whose majority class is the bar: "test half" (heldout) | "validation" (dev)
 
     def describe(self) -> str:
-        target = "the majority-class baseline" if self.source == "majority baseline" else f"{self.threshold:g}"
-        tol = " + the stored precision's rounding tolerance" if self.source == "majority baseline" else ""
+        if self.source != "majority baseline":
+            target, tol = f"{self.threshold:g}", ""
+        else:
+            target = "the majority-class baseline" + (f" of the scored {self.split}" if self.split else "")
+            if self.tolerance != self.tolerance:
+                tol = " + the stored precision's rounding tolerance"
+            elif self.tolerance > FLOAT_TOLERANCE:
+                tol = f" + {self.tolerance:g} (half a unit of the stored scores' precision)"
+            else:
+                tol = f" + {self.tolerance:g} (float noise: scores at full precision)"
         return f"{self.task}: {self.metric} {self.op} {target}{tol} ({self.source}); NaN score (diverged) is degenerate"
 
 
@@ -83,6 +94,16 @@ def fill_finished_nan(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+ZERO_WHEN_CONSTANT = frozenset({*REGRESSION_METRICS, "matthews", "f1"})
+
+
+def constant_predictor_score(metric: str, bar: float) -> float:
+    """The score of a constant prediction whose metric is undefined (NaN in a log): 0 for correlations, MCC and
+    F1 (harness.experiment.data.compute_metric's value for them), else the task's bar (the best constant's
+    score, `bar`; NaN when unknown)."""
+    return CONSTANT_PREDICTOR_SCORE if str(metric).lower() in ZERO_WHEN_CONSTANT else float(bar)
+
+
 def majority_baseline(runs: pd.DataFrame) -> pd.Series:
     """Per run: majority_test where present (held-out protocol), else majority_val (x100)."""
     test = pd.to_numeric(runs["majority_test"], errors="coerce").astype(float)
@@ -101,9 +122,20 @@ def degenerate_rule(task: str, metric: str, thresholds: Mapping[str, float] | No
 
 
 def degenerate_rules(runs: pd.DataFrame, thresholds: Mapping[str, float] | None = None) -> pd.DataFrame:
-    """One row per task (order of first appearance): the rule used, for the report."""
+    """One row per task (order of first appearance): the rule used, for the report, with the tolerance
+    `is_degenerate` adds to the bar (from the task's stored scores and baselines) and the split the bar is of."""
     pairs = runs[["task", "metric"]].astype(str).drop_duplicates("task")
-    rules = [degenerate_rule(t, m, thresholds) for t, m in pairs.itertuples(index=False)]
+    rules = []
+    for task, metric in pairs.itertuples(index=False):
+        rule = degenerate_rule(task, metric, thresholds)
+        if rule.source == "majority baseline":
+            rows = runs[(runs["task"].astype(str) == task) & (runs["metric"].astype(str) == metric)]
+            score = pd.to_numeric(rows["score"], errors="coerce").astype(float).to_numpy()
+            bar = majority_baseline(rows)
+            test = pd.to_numeric(rows["majority_test"], errors="coerce").notna()
+            split = "test half" if test.all() else ("dev split" if not test.any() else "split of each run")
+            rule = dataclasses.replace(rule, tolerance=rounding_tolerance(score, bar.to_numpy()), split=split)
+        rules.append(rule)
     frame = pd.DataFrame([r.__dict__ for r in rules], columns=list(DegenerateRule.__dataclass_fields__))
     frame["rule"] = [r.describe() for r in rules]
     return frame

@@ -112,8 +112,8 @@ class PaperReference:
         if va is None or vb is None:
             return None
         if claim.statistic == "std":
-            return va / vb if vb else None
-        return va - vb
+            return round(va / vb, 10) if vb else None
+        return round(va - vb, 10)  # printed numbers: no float noise in the effect
 
 
 def _number(value: Any, where: str, integer: bool = False) -> float | int:

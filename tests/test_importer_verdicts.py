@@ -41,13 +41,13 @@ def test_expected_test_of_an_import_selects_on_validation(tmp_path: Path):
     src = _csv(tmp_path / "runs.csv", _cola_rows())
     import_runs(src, tmp_path / "results", ImportOptions(name="t", select="final"))
     runs = load_runs(tmp_path / "results" / "t")
-    assert json.loads(runs["spec"].iloc[0])["recipe"]["select"] == "final"
     table = expected_max_table(runs, n_boot=0)
+    max_of_test = expected_max(runs["test_final"].to_numpy(float), n_boot=0)["emp"].to_numpy()
+    assert table["test_emp"].iloc[9] < max_of_test[9] - 1  # n = 10: the old number was the max of test
     assert set(table["column"]) == {"val_final"}
     want = expected_test(runs["val_final"].to_numpy(float), runs["test_final"].to_numpy(float), n_boot=0)
     assert table["test_emp"].to_numpy() == pytest.approx(want["emp"].to_numpy())
-    max_of_test = expected_max(runs["test_final"].to_numpy(float), n_boot=0)["emp"].to_numpy()
-    assert table["test_emp"].iloc[9] < max_of_test[9] - 1  # n = 10: the old number was the max of test
+    assert json.loads(runs["spec"].iloc[0])["recipe"]["select"] == "final"
 
 
 def test_without_validation_scores_the_curve_says_test_and_there_is_no_expected_test(tmp_path: Path):

@@ -237,7 +237,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     baseline = args.baseline or (spec.recipes[0] if spec else None)
     out = Path(args.out) if args.out else exp_dir / "analysis"
     run_ids = scoped_run_ids(args, exp_dir, spec)
-    tables = analyze_experiment(exp_dir, thresholds=thresholds, baseline=baseline, out_dir=out, run_ids=run_ids)
+    tables = analyze_experiment(
+        exp_dir, thresholds=thresholds, baseline=baseline, out_dir=out, run_ids=run_ids,
+        paper=spec.paper if spec else None, adaptive=spec.adaptive if spec else None,
+    )  # fmt: skip
     print(format_summary(tables["summary"]))
     _say_others(exp_dir, run_ids)
     print(f"\nanalysis tables written to {out}")
@@ -382,7 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="name a column's field (repeatable)")
     imp.add_argument("--curves", help="eval curves file: task, recipe, seed, step, val_metric per row")
     imp.add_argument("--select", choices=["best", "final"], help="score = best or final checkpoint (if both given)")
-    imp.add_argument("--missing", choices=["diverged", "failed", "drop"], help="what a missing/NaN score means")
+    imp.add_argument(
+        "--missing", choices=["constant", "diverged", "failed", "drop"],
+        help="what a missing/NaN score means: constant (the undefined metric of constant predictions, e.g. Spearman or "
+        "MCC: scored as the constant predictor, degenerate), diverged (no score, degenerate), failed (left out), drop",
+    )  # fmt: skip
     imp.add_argument("--threshold", action="append", metavar="TASK=VALUE", help="degenerate bar (x100) per task")
     imp.add_argument("--model", help="model name when the file has no model column")
     imp.add_argument("--metric", help="metric name when the file has none and the task is not built in")

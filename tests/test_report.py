@@ -212,29 +212,29 @@ def test_verdicts_from_known_effects(report):
     up = verdict_cells(md, "Re-init improves the mean over Standard")
     assert up["paper effect"] == "+3.1"
     assert up["our effect [95% CI]"].startswith("+5.0") or up["our effect [95% CI]"].startswith("+4.9")
-    assert up["direction reproduced"] == "yes"
-    assert up["significant"].startswith("yes (Welch t")
     # one-sided in the claim's direction, Holm across the five claims; small p printed "<0.001", never "0.000"
-    assert "one-sided p_Holm <0.001" in up["significant"] and "p_Holm 0.000" not in md
-    assert up["paper effect within ours"] == "no"
-    assert "n = 8/8" in up["caveat (scale)"] and "bert-large-uncased" in up["caveat (scale)"]
-    assert "fewer seeds than the paper" in up["caveat (scale)"]
+    assert up["verdict"] == "**reproduced**" and up["p_Holm (one-sided test)"] == "<0.001 (Welch t)"
+    assert "p_Holm 0.000" not in md
+    assert "the direction reproduces, not the size" in up["caveats"]  # +3.1 lies outside our narrow CI
+    assert "bert-large-uncased" in up["caveats"] and "fewer seeds than the paper (8/8 vs 20)" in up["caveats"]
 
-    down = verdict_cells(md, "Re-init lowers the mean")
-    assert down["direction reproduced"] == "no" and down["significant"].startswith("no")
+    down = verdict_cells(md, "Re-init lowers the mean")  # the paper's +3.1 argues against "lower"
+    assert down["verdict"] == "**not reproduced**" and "+3.1 lies outside our 95% CI" in down["why"]
 
     degenerate = verdict_cells(md, "Bad has more degenerate runs")
-    assert degenerate["paper effect"] == "not published (only in Figure 2)"
-    assert degenerate["our effect [95% CI]"].startswith("+100 pp (8/8 vs 0/8")
-    assert degenerate["direction reproduced"] == "yes" and degenerate["significant"].startswith("yes (Fisher")
+    assert degenerate["paper effect"] == "not printed (only in Figure 2)"
+    effect = degenerate["our effect [95% CI]"]
+    assert effect.startswith("+100 pp [") and "8/8 vs 0/8 degenerate" in effect
+    assert degenerate["verdict"] == "**reproduced**"
+    assert degenerate["p_Holm (one-sided test)"].endswith("(Fisher exact)")
 
-    # neither recipe is the baseline: computed outside the main table and marked
-    # bad's scores hug the baseline (std ~0.3) while standard's spread ~1: the claimed direction fails.
-    wider = verdict_cells(md, "Bad spreads wider than Standard")
-    assert wider["direction reproduced"] == "no" and wider["significant"].startswith("no")
-    outside = verdict_cells(md, "Re-init beats Bad")
-    assert outside["direction reproduced"] == "yes" and outside["caveat (scale)"].endswith("†")
-    assert "† Pair outside the main comparison table" in md
+    # bad sits on the majority baseline: a mean or spread claim against it is not testable on this model
+    for claim in ("Bad spreads wider than Standard", "Re-init beats Bad"):
+        cells = verdict_cells(md, claim)
+        assert cells["verdict"] == "**not testable here**"
+        assert "bad sits at the constant predictor: 8/8 runs degenerate" in cells["why"]
+        assert cells["p_Holm (one-sided test)"].startswith("1.000")  # kept in the Holm family at p = 1
+    assert "Holm across the 5 claims" in md
 
 
 def test_compare_report(tmp_path):
@@ -343,3 +343,41 @@ def test_run_warnings_reach_the_caveats():
     )  # fmt: skip
     notes = substitution_notes(runs, None)
     assert any("1 run(s) (cloze) carry a warning" in n and "randomly initialised" in n for n in notes)
+
+
+def test_dodge_claims_share_the_verdict_table(tmp_path):
+    """Dodge et al.'s claims from experiments/dodge2020/seeds_grid.toml (CPU scale: a 4 x 4 SST-2 grid) get
+    labels in the same verdict table as every other paper's, from a grid store with curves."""
+    import pandas as pd
+
+    from harness.analysis.claims import verdicts_from_frame
+    from harness.experiment.config import load_experiment
+
+    spec = load_experiment(Path(__file__).resolve().parents[1] / "experiments/dodge2020/seeds_grid.toml", scale="cpu")
+    rng = np.random.default_rng(0)
+    init_fx, order_fx = rng.normal(0, 0.3, 4), rng.normal(0, 2.5, 4)  # data order dominates
+    for i in range(4):
+        for j in range(4):
+            final = 78 + init_fx[i] + order_fx[j] + rng.normal(0, 0.3)
+            early = 60 + (final - 78) * 0.8 + rng.normal(0, 0.5)
+            run = {"run_id": f"g-{i}-{j}", "experiment": "grid", "task": "sst2", "recipe": "bertadam", "model": "m",
+                   "config_key": "sst2/bertadam", "init_seed": i + 1, "order_seed": j + 1, "sample_seed": 0,
+                   "status": "done", "metric": "accuracy", "score": final, "val_best": final, "val_final": final,
+                   "majority_val": 50.9, "majority_test": float("nan"), "steps_done": 100, "total_steps": 100,
+                   "attempts": 1, "provenance": PROVENANCE, "device": "cpu", "finished_at": "2025-01-01T00:00:00Z",
+                   "spec": json.dumps({"eval_protocol": "dev", "recipe": {"name": "bertadam", "select": "final"}}),
+                   }  # fmt: skip
+            curve = ((0.25, early), (0.5, (early + final) / 2), (1.0, final))
+            points = [{"eval_index": k, "step": 10 * (k + 1), "fraction": f, "val_metric": v}
+                      for k, (f, v) in enumerate(curve)]  # fmt: skip
+            write_run(tmp_path / "grid", run, points)
+    md = write_report(tmp_path / "grid", spec=spec, **FAST).read_text()
+    verdicts = verdicts_from_frame(pd.read_parquet(tmp_path / "grid" / "analysis" / "verdicts.parquet"))
+    assert [v.statistic for v in verdicts] == ["variance_share", "expected_max_gain", "early_stopping_gain"]
+    share, gain, stop = verdicts
+    assert share.effect < 0 and "order" in share.detail
+    assert share.label == "inconclusive"  # the paper printed no effect: never "not reproduced"
+    assert gain.label == "reproduced" and gain.effect > 1.0
+    assert stop.label in ("reproduced", "inconclusive") and "start 16, stop at 25%, keep 4" in stop.detail
+    for v in verdicts:
+        assert f"| {v.claim} | sst2 | bertadam |" in md and f"**{v.label}**" in md

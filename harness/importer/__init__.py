@@ -47,7 +47,7 @@ __all__ = [
     "parse_assignments",
 ]
 
-MISSING_RULES = ("diverged", "failed", "drop")
+MISSING_RULES = ("constant", "diverged", "failed", "drop")
 SELECT_RULES = ("best", "final")
 SCALES = ("auto", "1", "100")
 PAPER_KEYS = {"paper", "degenerate_threshold", "recipes", "baseline", "description"}
@@ -60,7 +60,7 @@ class ImportOptions:
     name: str
     mapping: Mapping[str, str] = field(default_factory=dict)  # file column -> harness field
     select: str | None = None  # the score when best and final are both given: best | final
-    missing: str | None = None  # what a missing/NaN score means: diverged | failed | drop
+    missing: str | None = None  # what a missing/NaN score means: constant | diverged | failed | drop
     thresholds: Mapping[str, float] = field(default_factory=dict)  # degenerate bar per task (x100)
     model: str | None = None  # the model when the file has no model column
     metric: str | None = None  # the metric when the file has no metric column and the task is not built in

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.analysis.degenerate import constant_predictor_score
 from harness.experiment.spec import Recipe
 from harness.experiment.tasks import TASKS
 from harness.importer.files import ImportFileError, read_table, row_label
@@ -112,16 +113,23 @@ def _recipe_value(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def majority_from_data(task: str, data_dir: str | None) -> tuple[float, str] | None:
-    """The built-in task's dev-set majority-class score (x100) from the GLUE data, or None when unreadable."""
-    from harness.experiment.data import DataError, load_split, majority_baseline
+def majority_from_data(task: str, data_dir: str | None, protocol: str = "dev") -> tuple[float, str] | None:
+    """The built-in task's constant-predictor bar (x100) on the split the scores are of: the whole dev set
+    ("dev"), or its test half under "heldout" (the harness's own split, seed 0: the majority class of the
+    half that is scored, not of the whole dev set); None when the data cannot be read."""
+    from harness.experiment.data import DataError, eval_splits, load_split, majority_baseline
 
     try:
         dev = load_split(task, "dev", data_dir)
         train = load_split(task, "train", data_dir) if TASKS[task].is_regression else []
+        scored = eval_splits(task, dev, "heldout", 0, None).test if protocol == "heldout" else dev
     except (DataError, OSError, ImportError, ValueError, RuntimeError):
         return None
-    return 100.0 * majority_baseline(task, train, dev), f"majority class of the {task} dev set ({len(dev)} examples)"
+    if protocol == "heldout":
+        where = f"the test half ({len(scored)} examples, split seed 0) of the {task} dev set"
+    else:
+        where = f"the {task} dev set ({len(dev)} examples)"
+    return 100.0 * majority_baseline(task, train, scored), f"majority class of {where}"
 
 
 def build_rows(
@@ -163,6 +171,7 @@ def build_rows(
         status = conv.text(record, "status", line, default="done").lower()
         if status not in RUN_STATUSES:
             raise conv.fail(line, "status", f"{status!r} is not one of {', '.join(RUN_STATUSES)}")
+        missing_rule = ""
         if math.isnan(score) and status in ("done", "stopped"):
             if options.missing is None:
                 unexplained.append(line)
@@ -170,7 +179,8 @@ def build_rows(
             if options.missing == "drop":
                 built.dropped += 1
                 continue
-            status = options.missing
+            missing_rule = options.missing
+            status = status if missing_rule == "constant" else missing_rule
         if status in ("diverged", "failed"):
             score = math.nan
         identity = {"task": task, "recipe": recipe, "model": model, "init_seed": init, "order_seed": order,
@@ -183,18 +193,26 @@ def build_rows(
                 "or drop one row"
             )
         seen[run_id] = line
-        bar = _bar(path, task, metric, scores, options, majority_of)
+        protocol = "heldout" if score_col.startswith("test_") else "dev"
+        bar = _bar(path, task, metric, scores, options, majority_of, protocol)
+        if missing_rule == "constant":  # an undefined metric: the constant predictor's, on every split left empty
+            score = constant_predictor_score(metric, bar)
+            if math.isnan(score):
+                raise conv.fail(line, score_col, f"--missing constant needs the constant predictor's {metric} for "
+                                f"{task!r}: give a majority column or the GLUE data (--data-dir)")  # fmt: skip
+            scores = {c: (score if c != "majority" and math.isnan(v) else v) for c, v in scores.items()}
         recipe_fields = {
             c.removeprefix("recipe."): _recipe_value(record[c]) for c in recipe_cols if not _missing(record.get(c))
         }
         observed_fields.setdefault(recipe, []).append(recipe_fields)
         extra = {c: _recipe_value(record[c]) for c in extra_cols if not _missing(record.get(c))}
-        protocol = "heldout" if score_col.startswith("test_") else "dev"
+        chosen = {"select": select} if select in ("best", "final") else {}  # where native runs keep it
         spec = {
             "imported": True, "task": task, "model": model, "init_seed": init, "order_seed": order,
-            "sample_seed": sample, "sample_size": sample_size, "eval_protocol": protocol, "select": select,
-            "recipe": {"name": recipe, **recipe_fields}, "extra": extra,
+            "sample_seed": sample, "sample_size": sample_size, "eval_protocol": protocol,
+            "recipe": {"name": recipe, **recipe_fields, **chosen}, "extra": extra,
         }  # fmt: skip
+        marked = {"missing_score": missing_rule} if missing_rule else {}  # how a missing score was read (--missing)
         row: dict[str, Any] = {
             **identity,
             "run_id": run_id,
@@ -212,7 +230,7 @@ def build_rows(
             "error": conv.text(record, "error", line, default=""),
             "notes": conv.text(record, "notes", line, default="") or f"imported from {path}",
             "device": conv.text(record, "device", line, default=""),
-            "provenance": json.dumps({**provenance, "line": line}, sort_keys=True, default=str),
+            "provenance": json.dumps({**provenance, "line": line, **marked}, sort_keys=True, default=str),
             "phases": "{}",  # no phase timings in an external log
             "spec": json.dumps(spec, sort_keys=True, default=str),
             "finished_at": conv.text(record, "finished_at", line, default=provenance["imported_at"]),
@@ -223,7 +241,8 @@ def build_rows(
     if unexplained:
         raise ImportFileError(
             f"{path}: {row_label(path, unexplained)} have no score in column '{score_col}'; say what a missing "
-            "score means: --missing diverged (counts as degenerate) | failed (left out of the statistics) | drop"
+            "score means: --missing constant (an undefined metric of constant predictions: scored as the constant "
+            "predictor, degenerate) | diverged (no score, degenerate) | failed (left out of the statistics) | drop"
         )
     built.bars = {t: _bar_source(t, majority_of, options) for t in dict.fromkeys(r["task"] for r in built.rows)}
     built.recipe_fields = {r: _common(fs) for r, fs in observed_fields.items()}
@@ -245,6 +264,7 @@ def _bar(
     scores: Mapping[str, float],
     options: Any,
     majority_of: dict[str, Any],
+    protocol: str = "dev",
 ) -> float:
     """This run's majority baseline (x100): its own column, else the task's dev-set majority; NaN when a
     threshold or the regression default decides instead."""
@@ -254,7 +274,7 @@ def _bar(
     if task in options.thresholds or metric in REGRESSION_METRICS:
         return math.nan
     if task not in majority_of:
-        found = majority_from_data(task, options.data_dir) if task in TASKS else None
+        found = majority_from_data(task, options.data_dir, protocol) if task in TASKS else None
         if found is None:
             raise ImportFileError(
                 f"{path}: task {task!r} has no degenerate bar: give --threshold {task}=VALUE (x100), "

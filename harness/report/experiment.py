@@ -4,32 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from harness.analysis import analyze_experiment, compare, is_degenerate
+from harness.analysis.claims import ClaimVerdict, verdicts_from_frame
 from harness.analysis.degenerate import fill_finished_nan
-from harness.analysis.describe import COUNTED_STATUSES
 from harness.analysis.pipeline import load_scoped
-from harness.analysis.verdict import ClaimTest, claim_test, holm_across_claims
 from harness.experiment.spec import ExperimentSpec
 from harness.report import churn as churn_report
 from harness.report import plots
-from harness.report.paper import (
-    Claim,
-    PaperReference,
-    ReportError,
-    Verdict,
-    claim_rows,
-    paper_table,
-    parse_paper,
-    verdict,
-    verdict_table,
-    with_note,
-)
+from harness.report.paper import PaperReference, ReportError, paper_table, parse_paper, verdict_table
 from harness.report.provenance import (
     model_description,
     notes_for_scale,
@@ -63,15 +51,18 @@ HOLM_NOTE = (
     "that a random seed of a beats one of b. ASO ε_min < 0.5 means a is almost stochastically better (0.2 strict)."
 )
 VERDICT_NOTE = (
-    "How a verdict is made: the paper effect is a − b of the claimed statistic from the printed numbers (for std "
-    'also the ratio a / b), or "not published" when the paper showed it only in a figure. Our effect and its 95% '
-    "CI come from the comparison table (bootstrap CI of the mean difference; bootstrap CI of the std ratio; for "
-    "degenerate rates the difference of rates with Fisher's conditional odds ratio and its exact CI). Direction "
-    "reproduced: our point effect has the claimed sign. Significant: direction reproduced and the claim's one "
-    "pre-declared test, one-sided in the claimed direction (Welch t for means, Brown-Forsythe for std with its "
-    "p halved in the direction of the std difference, Fisher exact for degenerate rates, unless the claim names "
-    "another), gives p < 0.05 after Holm's correction across the claims of this experiment (one family). "
-    "Paper effect within ours: the paper's effect lies inside our 95% CI (or within the claim's tolerance)."
+    "How a verdict is made (harness/analysis/claims.py; docs/reports.md): each claim has one pre-declared test, "
+    "one-sided in the claimed direction (Welch t for means; Brown-Forsythe or Levene, the t test of the absolute "
+    "deviations, for spreads; Fisher exact for degenerate rates; bootstrap tests for Dodge et al.'s one-recipe "
+    "statistics), Holm-adjusted across all the claims (an untestable claim counts as p = 1). Labels, checked in "
+    "this order: **not testable here** when a gate fails (an arm at the constant predictor: over half its runs "
+    "degenerate or its mean within 2 points of the constant's score; a rate claim with no degenerate run; the "
+    "best checkpoint chosen on the scored split in one arm, the final one in the other; or the data are "
+    "missing); **reproduced** when p_Holm < α; **not reproduced** when the paper's printed effect at this scale "
+    "lies outside our 95% CI (impossible where the paper printed none); otherwise **inconclusive**, with the "
+    "seeds per arm that would give the same test 80% power at the claim's Holm level. Effects: mean and gains "
+    "a − b in points (BCa bootstrap CI), std the ratio a / b (bootstrap CI), degenerate rates a − b (Newcombe "
+    "CI). Early-stopped runs are left out and counted in the caveats."
 )
 
 
@@ -147,69 +138,22 @@ def pair_rows(
     return [{"task": task, "a": a, "b": b, **dataclasses.asdict(c)} for c in res]
 
 
-def _extra_rows(
-    runs: pd.DataFrame, degenerate: pd.Series, task: str, a: str, b: str, n_boot: int, n_perm: int, seed: int
-) -> pd.DataFrame | None:
-    """Comparison rows for a claimed pair that the main table lacks (Holm within this pair's tests only)."""
-    counted = runs[runs["status"].astype(str).isin(COUNTED_STATUSES) & (runs["task"].astype(str) == task)]
-    sa, sb = counted[counted["recipe"].astype(str) == a], counted[counted["recipe"].astype(str) == b]
-    if sa.empty or sb.empty:
-        return None
-    return pd.DataFrame(pair_rows(task, a, b, sa, sb, degenerate, degenerate, n_boot=n_boot, n_perm=n_perm, seed=seed))
-
-
-def _claim_test(runs: pd.DataFrame, degenerate: pd.Series, claim: Claim, n_perm: int, seed: int) -> ClaimTest:
-    """The claim's one pre-declared test, one-sided in its direction, on the counted runs of its two recipes."""
-    counted = runs[runs["status"].astype(str).isin(COUNTED_STATUSES) & (runs["task"].astype(str) == claim.task)]
-    sa, sb = counted[counted["recipe"].astype(str) == claim.a], counted[counted["recipe"].astype(str) == claim.b]
-    return claim_test(
-        claim.statistic, claim.direction, sa["score"].to_numpy(float), sb["score"].to_numpy(float),
-        test=claim.test, degenerate_a=degenerate.loc[sa.index].to_numpy(bool),
-        degenerate_b=degenerate.loc[sb.index].to_numpy(bool), n_perm=n_perm, seed=seed,
-    )  # fmt: skip
-
-
-def paper_verdicts(
-    ref: PaperReference,
-    runs: pd.DataFrame,
-    degenerate: pd.Series,
-    tables: dict[str, pd.DataFrame],
-    n_boot: int,
-    n_perm: int,
-) -> list[Verdict]:
-    ours = model_description(runs)
-    tested = [_claim_test(runs, degenerate, c, n_perm, seed=613 + i) for i, c in enumerate(ref.claims)]
-    p_holm = holm_across_claims(tested)
-    out = []
-    for i, claim in enumerate(ref.claims):
-        rows = claim_rows(tables["comparisons"], claim)
-        note = ""
-        if rows is None:
-            extra = _extra_rows(runs, degenerate, claim.task, claim.a, claim.b, n_boot, n_perm, seed=977 + i)
-            if extra is not None:
-                rows = claim_rows(extra, claim)
-                note = (
-                    "Pair outside the main comparison table (which compares every recipe with the baseline): "
-                    "effect and CI computed here with the same methods."
-                )
-        summary = tables["summary"]
-        s = summary[(summary["task"].astype(str) == claim.task)]
-        n = {str(r["recipe"]): int(r["n"]) for r in s.to_dict("records")}
-        seeds = f"n = {n.get(claim.a, 0)}/{n.get(claim.b, 0)}"
-        paper_scale = ", ".join(x for x in (ref.model, f"{ref.seeds} seeds" if ref.seeds else "") if x)
-        scale = f"ours: {ours}, {seeds}; paper: {paper_scale or 'scale not given'}"
-        fewer = ref.seeds is not None and min(n.get(claim.a, 0), n.get(claim.b, 0)) < ref.seeds
-        v = verdict(
-            ref,
-            claim,
-            summary,
-            rows,
-            scale,
-            sample_note(runs, claim.task) + ("; fewer seeds than the paper" if fewer else ""),
-            p_holm=float(p_holm[i]),
-        )
-        out.append(with_note(v, note) if note else v)
-    return out
+def verdict_section(verdicts: Sequence[ClaimVerdict], ref: PaperReference, runs: pd.DataFrame) -> list[str]:
+    """The verdict table of the analysis layer's records, with the scale line and how a verdict is made."""
+    paper_scale = ", ".join(x for x in (ref.model, f"{ref.seeds} seeds" if ref.seeds else "") if x)
+    sizes = "; ".join(note for t in dict.fromkeys(v.task for v in verdicts) if (note := sample_note(runs, t)))
+    scale = f"ours: {model_description(runs)}{f', {sizes}' if sizes else ''}; paper: {paper_scale or 'scale not given'}"
+    alpha = verdicts[0].alpha
+    return [
+        "### Verdict per claim",
+        "",
+        f"One level everywhere: α = {alpha:g}, one-sided, Holm across the {verdicts[0].family_size} claims below.",
+        "",
+        verdict_table(verdicts, scale),
+        "",
+        VERDICT_NOTE,
+        "",
+    ]
 
 
 def write_report(
@@ -248,6 +192,7 @@ def write_report(
         for k, v in analyze_experiment(
             exp_dir, thresholds, baseline, n_boot=n_boot, n_perm=n_perm, run_ids=run_ids,
             out_dir=Path(out_dir) / "analysis" if out_dir is not None else None,
+            paper=spec.paper if spec else None, adaptive=spec.adaptive if spec else None,
         ).items()
     }  # fmt: skip
     degenerate = is_degenerate(runs, thresholds)
@@ -337,9 +282,9 @@ def write_report(
             md += [paper_table(ref, summary), ""]
         else:
             md += ["The paper printed no per-recipe numbers for this experiment; its claims are checked below.", ""]
-        if ref.claims:
-            verdicts = paper_verdicts(ref, runs, degenerate, tables, n_boot, n_perm)
-            md += ["### Verdict per claim", "", verdict_table(verdicts), "", VERDICT_NOTE, ""]
+        verdicts = verdicts_from_frame(tables["verdicts"])
+        if verdicts:
+            md += verdict_section(verdicts, ref, runs)
 
     comparisons = tables["comparisons"]
     md += ["## Comparisons", ""]
@@ -421,7 +366,7 @@ def write_report(
             ]
 
     md += churn_report.budget_section(exp_dir)
-    md += churn_report.seeds_needed_section(runs, recipes, spec.paper if spec else None)
+    md += churn_report.seeds_needed_section(runs, recipes, verdicts_from_frame(tables["verdicts"]))
     md += churn_report.churn_section(exp_dir, runs, recipes, colors, out, spec.data_dir if spec else None)
 
     files = [

@@ -281,7 +281,7 @@ def expected_max(
             ax.plot(g["n"], g["emp"], color=color, label=name, linewidth=1.8)
             ax.fill_between(g["n"], g["band_lo"], g["band_hi"], color=color, alpha=0.18, linewidth=0)
         column = str(sub["column"].iloc[0]) if "column" in sub else "val_best"
-        split = "validation" if column.startswith("val") else "selected"
+        split = "validation" if column.startswith("val") else ("test" if "test" in column else "reported")
         task = panel.split("/")[0]
         ax.set_title(panel)
         ax.set_xlabel("number of trials n (seeds)")

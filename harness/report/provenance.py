@@ -163,6 +163,15 @@ def substitution_notes(
         first = next(part for part in warned["notes"].iloc[0].split("; ") if "WARNING:" in part)
         recipes = ", ".join(dict.fromkeys(warned["recipe"].astype(str)))
         notes.append(f"{len(warned)} run(s) ({recipes}) carry a warning in their record: {first.strip()}")
+    read_as = {"constant": "scored as the constant predictor (an undefined metric of constant predictions) and "
+               "counted degenerate", "diverged": "counted as diverged (no score, degenerate)",
+               "failed": "left out as failed"}  # fmt: skip
+    marks = provenances(runs) if "provenance" in runs else []
+    for rule, k in Counter(p.get("missing_score") for p in marks if p.get("missing_score")).items():
+        notes.append(
+            f"{k} imported run(s) had no score in the log and were {read_as.get(rule, rule)} (`harness import "
+            f"--missing {rule}`). The choice can decide verdicts; each verdict's caveats count the runs it touches."
+        )
     kept = sorted({s["model_layers"] for s in sp if s.get("model_layers")})
     if kept:
         notes.append(

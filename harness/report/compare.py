@@ -178,8 +178,8 @@ def _seed_panels(runs_a, runs_b, deg_a, deg_b, configs, labels, colors, lines, p
                 plots.Group(label, r["score"].to_numpy(float), deg.loc[r.index].to_numpy(bool), colors[label])
             )
         rows = runs_a[runs_a["config_key"].astype(str) == key]
-        plots.strip_box(ax, groups, lines.get(str(rows["task"].iloc[0])))
-        ax.set_title(key)
-        ax.set_ylabel(plots.metric_label(rows["metric"].iloc[0]))
+        panel = plots.strip_box(ax, groups, lines.get(str(rows["task"].iloc[0])))
+        panel[0].set_title(key)
+        panel[0].set_ylabel(plots.metric_label(rows["metric"].iloc[0]))
     plots.strip_box_legend(fig, bool(lines), f"degenerate at or below ({labels[0]}'s rule)")
-    return plots._save(fig, path)
+    return plots.save_figure(fig, path)

@@ -33,7 +33,8 @@ TESTS = {
     "degenerate_rate": ("fisher_exact_degenerate",),
 }
 EFFECT_ROW = {"mean": "bootstrap_mean_diff", "std": "bootstrap_std_ratio", "degenerate_rate": "fisher_exact_degenerate"}
-TOP_KEYS = {"source", "model", "seeds", "split", "notes", "results", "claims"}
+# "setting": the paper's training setting, read by harness/report/deviations.py
+TOP_KEYS = {"source", "model", "seeds", "split", "notes", "results", "claims", "setting"}
 CLAIM_KEYS = {"claim", "task", "a", "b", "statistic", "direction", "test", "paper_effect", "tolerance", "where"}
 
 

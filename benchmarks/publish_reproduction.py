@@ -8,7 +8,7 @@ Beside report.md and its figures the folder keeps verdicts.csv (one row per clai
 `--paper-forest` draws the forest plot of every claim of a paper.
 
 Usage: python benchmarks/publish_reproduction.py --results DIR --experiment FILE --scale gpu \
-           --out docs/reproductions/<paper>/<name> [--log FILE] [--model-note TEXT]
+           --out docs/reproductions/<paper>/<name> [--log FILE] [--model-note TEXT] [--with early-stopping]
        python benchmarks/publish_reproduction.py --paper-forest docs/reproductions/<paper>
 """
 
@@ -73,11 +73,11 @@ def seeds_per_arm(runs: pd.DataFrame) -> str:
     return f"{low}" if low == high else f"{low}-{high}"
 
 
-def regenerate_line(regen: Regenerate | str, name: str, scale: str) -> str:
+def regenerate_line(regen: Regenerate | str, name: str, scale: str, include: list[str] | None = None) -> str:
     """The header's first line: the command, and whether it plans exactly the report's runs."""
     if isinstance(regen, str):  # the experiment could not be planned here (e.g. a model folder of another machine)
         return f"Regenerate: not checked here ({regen})."
-    report = f"`harness report {name} --scale {scale}`"
+    report = f"`harness report {name} --scale {scale}{''.join(f' --with {w}' for w in include or [])}`"
     if regen.exact:
         return f"Regenerate: `{regen.command()}` then {report} (plans exactly the {regen.stored} runs of this report)."
     return (
@@ -93,7 +93,7 @@ def header(
     sizes = sorted({int(s) for s in runs["sample_size"].dropna()})
     tasks = ", ".join(sorted(runs["task"].unique()))
     lines = [
-        regenerate_line(regen, name, args.scale),
+        regenerate_line(regen, name, args.scale, args.include),
         f"Scale `{args.scale}`: tasks {tasks}; {', '.join(map(str, sizes)) or 'all'} training examples; "
         f"max length {spec.get('max_seq_length', '?')}; {seeds_per_arm(runs)} seeds per arm.",
         f"Model: {args.model_note or runs['model'].iloc[0]}.",
@@ -143,11 +143,12 @@ def publish(args: argparse.Namespace) -> int:
     runs = scoped_runs(store, args.scale)
     regen = plan(args, store, runs)
     if isinstance(regen, str) or not regen.exact:
-        print(f"warning: {regenerate_line(regen, name, args.scale)}", file=sys.stderr)
+        print(f"warning: {regenerate_line(regen, name, args.scale, args.include)}", file=sys.stderr)
     out = Path(args.out)
     scratch = out.parent / f".{out.name}.tmp"
     shutil.rmtree(scratch, ignore_errors=True)
     cmd = [sys.executable, "-m", "harness.cli", "--results", args.results, "report", name, "--scale", args.scale]
+    cmd += [part for section in args.include for part in ("--with", section)]
     done = subprocess.run([*cmd, "--out", str(scratch)], cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         print(done.stdout[-2000:], done.stderr[-3000:], file=sys.stderr)
@@ -191,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale")
     parser.add_argument("--out", help="docs/reproductions/<paper>/<name>")
     parser.add_argument("--log", type=Path, help="the run's log (its last line gives the wall time)")
+    parser.add_argument(
+        "--with", dest="include", action="append", default=[], help="an optional section of `harness report`"
+    )
     parser.add_argument("--model-note", default="", help="how to name the model in the header")
     parser.add_argument(
         "--model-label", default="", help="a name to print instead of the model folder the runs used (a temp path)"

@@ -138,7 +138,7 @@ def test_published_report_has_the_checked_command_code_state_and_only_its_files(
     md = (out / "report.md").read_text()
     head = md.split("\n\n", 1)[0]
     assert '--set \'tasks=["rte", "sst2"]\'' in head and f"plans exactly the {len(kept)} runs" in head
-    assert "Code: all 16 runs from commit `f3a157d+dirty`; 16 of them from a checkout with uncommitted" in head
+    assert "Code: all 16 runs from commit `f3a157d+dirty`, a checkout with uncommitted changes" in head
     assert str(tmp_path) not in md  # no absolute path of this machine
     files = md.split("\n## Files\n", 1)[1]
     listed = set(re.findall(r"\| `([^`]+)` \|", files))

@@ -122,3 +122,12 @@ def test_a_report_names_the_row_of_a_setting_it_matches(tmp_path):
     exp = build_store(tmp_path / "zhang", {"standard": 0.0, "reinit": 5.0})
     md = write_report(exp, spec=experiment_spec("zhang", PAPER), **FAST).read_text()
     assert table_row(md, "batch size")[4] == "halves the paper's batch"
+
+
+def test_the_documented_setting_example_parses():
+    import tomllib
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "reports.md"
+    block = docs.read_text().split("## The paper's setting", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    setting = parse_setting(tomllib.loads(block)["paper"]["setting"])
+    assert setting is not None and setting.value("reinit_layers", "reinit") == 5 and setting.value("lr", "x") == 2e-5

@@ -126,7 +126,12 @@ def code_state(runs: pd.DataFrame) -> str:
         sha = next(iter(shas))
         if sha == "unknown":
             return f"no commit recorded for the {n} runs"
-        return f"all {n} runs from commit `{sha}`" + (note or " (a clean checkout)")
+        if dirty:
+            return (
+                f"all {n} runs from commit `{sha}`, a checkout with uncommitted changes: the code that ran is that "
+                "commit plus edits not recorded here"
+            )
+        return f"all {n} runs from commit `{sha}` (a clean checkout)"
     parts = ", ".join(f"`{sha}` ({k} runs)" for sha, k in shas.most_common())
     return f"MIXED: the {n} runs come from {len(shas)} code states: {parts}{note}"
 

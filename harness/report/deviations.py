@@ -7,7 +7,7 @@ Format (docs/reports.md): `[paper.setting]` holds the paper's values of run and 
 plus `tasks` and `seeds`; `[paper.setting.recipes.<name>]` the values of one arm where they differ; and
 `[paper.setting.effects]` what a deviation of a field is known to do to the claims (else "not known").
 A value is a number, a boolean or a string; "not stated" where the paper does not say. The values come
-from the paper (docs: PAPERS.md), never from our runs.
+from the paper, never from our runs.
 """
 
 from __future__ import annotations
@@ -46,6 +46,15 @@ NAMES = {
     "select": "checkpoint reported",
     "bias_correction": "Adam bias correction",
     "precision": "precision",
+    "weight_decay": "weight decay",
+    "grad_clip": "gradient clipping",
+    "warmup_ratio": "warm-up share",
+    "mixout": "Mixout p",
+    "llrd": "layer-wise lr decay",
+    "prior_wd": "weight decay toward the pre-trained weights",
+    "intermediate_task": "intermediate task",
+    "intermediate_size": "intermediate-task examples",
+    "intermediate_epochs": "intermediate-task epochs",
 }
 ENGINES = {
     "loop": "one run per process (a standard training loop)",

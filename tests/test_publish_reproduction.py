@@ -140,8 +140,21 @@ def test_published_report_has_the_checked_command_code_state_and_only_its_files(
     assert '--set \'tasks=["rte", "sst2"]\'' in head and f"plans exactly the {len(kept)} runs" in head
     assert "Code: all 16 runs from commit `f3a157d+dirty`, a checkout with uncommitted changes" in head
     assert str(tmp_path) not in md  # no absolute path of this machine
+    assert "Variance decomposition" not in md and "degenerate.png" not in md  # paired seeds, no degenerate run
     files = md.split("\n## Files\n", 1)[1]
     listed = set(re.findall(r"\| `([^`]+)` \|", files))
     assert (
         listed == {p.name for p in out.iterdir()} and "report.html" not in listed and "analysis/*.parquet" not in files
     )
+
+
+def test_paper_forest_is_drawn_from_the_committed_verdict_tables(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_report_figures import verdict_frame
+
+    for name, rows in (("table1", slice(0, 4)), ("small_data", slice(4, 7))):
+        (tmp_path / name).mkdir()
+        verdict_frame().iloc[rows].to_csv(tmp_path / name / "verdicts.csv", index=False)
+    assert publish.main(["--paper-forest", str(tmp_path)]) == 0
+    assert (tmp_path / "forest.png").stat().st_size > 5000
+    assert publish.main(["--paper-forest", str(tmp_path / "table1")]) == 2  # no reports under it: a clear error

@@ -206,6 +206,9 @@ def test_early_stopping_table_only_when_asked_or_about_it(tmp_path):
     about = dataclasses.replace(spec, schedule=dataclasses.replace(spec.schedule, early_stop=EarlyStopPolicy()))
     md = write_report(exp, spec=about, out_dir=tmp_path / "about", **FAST).read_text()
     assert "\n## Early-stopping simulation\n" in md  # an early-stopping experiment: in the main body
+    # no degenerate run in either recipe: no empty rate figure; no grid stub, no churn without predictions
+    assert "degenerate.png" not in md and "No configuration has a degenerate run." in md
+    assert "declare `seeds = {init" not in md and "Prediction churn" not in md
 
 
 def test_deviations_table_from_the_declared_setting(report):

@@ -13,9 +13,10 @@ from harness.analysis.compare import holm_by_method
 from harness.analysis.describe import COUNTED_STATUSES
 from harness.experiment.spec import ExperimentSpec
 from harness.report import plots
-from harness.report.experiment import HOLM_NOTE, clear_figures, pair_rows, write_markdown_report
+from harness.report.experiment import clear_figures, pair_rows, write_markdown_report
 from harness.report.paper import ReportError
 from harness.report.provenance import model_description, provenance_table, setup_table, substitution_notes
+from harness.report.sections import HOLM_NOTE
 from harness.report.tables import comparison_tables, summary_table
 from harness.storage.store import load_runs
 

@@ -17,7 +17,7 @@ from harness.analysis.pipeline import load_scoped
 from harness.analysis.verdict import ClaimTest, claim_test, holm_across_claims
 from harness.experiment.spec import ExperimentSpec
 from harness.report import churn as churn_report
-from harness.report import layout, plots
+from harness.report import layout, plots, sections
 from harness.report.deviations import deviations_section, eval_split_sizes, parse_setting
 from harness.report.forest import forest_plot
 from harness.report.paper import (
@@ -50,10 +50,6 @@ from harness.report.render import write_html
 from harness.report.summary import SUMMARY_NOTE, label_counts
 from harness.report.summary import summary_table as verdict_summary
 from harness.report.tables import (
-    comparison_tables,
-    decomposition_table,
-    early_stopping_table,
-    emp_table,
     failure_summary,
     md_table,
     status_table,
@@ -63,14 +59,6 @@ from harness.report.tables import (
 from harness.storage.store import load_predictions
 
 REPORT_DIR = "report"
-HOLM_NOTE = (
-    "p (Holm): two-sided, Holm-Bonferroni adjusted within each method's family (one method across every pair of "
-    "this table: e.g. the Welch tests form one family, the Fisher tests another); bold when below 0.05. These "
-    "tables are exploratory; verdicts on the paper's claims use their own pre-declared tests. "
-    "Effects are a − b (mean difference, bootstrap BCa 95% CI), a / b (std ratio) and the odds ratio of "
-    "degenerate runs (conditional MLE with its exact CI). Rank-biserial r = 2U/(n_a n_b) − 1. P(a>b): probability "
-    "that a random seed of a beats one of b. ASO ε_min < 0.5 means a is almost stochastically better (0.2 strict)."
-)
 VERDICT_NOTE = (
     "How a verdict is made: the paper effect is a − b of the claimed statistic from the printed numbers (for std "
     'also the ratio a / b), or "not published" when the paper showed it only in a figure. Our effect and its 95% '
@@ -82,12 +70,6 @@ VERDICT_NOTE = (
     "another), gives p < 0.05 after Holm's correction across the claims of this experiment (one family). "
     "Paper effect within ours: the paper's effect lies inside our 95% CI (or within the claim's tolerance)."
 )
-
-
-def _fig(md: list[str], path: Path | None, caption: str) -> None:
-    if path is not None:
-        md.append(f"![{caption}]({path.name})")
-        md.append("")
 
 
 def clear_figures(out: Path) -> None:
@@ -291,8 +273,8 @@ def write_report(
     verdicts = tables.get("verdicts")  # one row per claim with its label (harness.report.summary documents it)
     if verdicts is not None and not verdicts.empty:
         md += ["## Verdicts", "", f"{label_counts(verdicts)}.", "", verdict_summary(verdicts), "", SUMMARY_NOTE, ""]
-        _fig(md, forest_plot(verdicts, out / "forest.png", name), "Forest plot: our effect with its 95% CI beside "
-             "the paper's printed effect, one row per claim, coloured by label")  # fmt: skip
+        caption = "Forest plot: our effect with its 95% CI beside the paper's printed effect, one row per claim"
+        sections.fig(md, forest_plot(verdicts, out / "forest.png", name), caption)
     predictions = load_predictions(exp_dir)
     if ref is not None:
         setting = parse_setting(spec.paper.get("setting") if spec else None)
@@ -338,13 +320,13 @@ def write_report(
             "",
         ]
     lines = plots.degenerate_lines(rules, summary)
-    _fig(
+    sections.fig(
         md,
         plots.seed_distributions(runs, degenerate, lines, colors, out / "seeds.png", score_label(runs)),
         "Seed distributions per recipe: box = quartiles, dots = seeds, × = degenerate seeds",
     )
     if layout.has_degenerate(summary):  # with no degenerate run anywhere the figure would be empty bars
-        _fig(
+        sections.fig(
             md,
             plots.degenerate_rates(summary, colors, out / "degenerate.png"),
             "Degenerate-run rate per recipe with 95% Wilson intervals",
@@ -352,19 +334,19 @@ def write_report(
     else:
         md += ["No configuration has a degenerate run.", ""]
 
-    sections = {
-        "variance": _variance_section(tables["variance_decomposition"], out),
-        "expected_max": _expected_max_section(tables["expected_max"], metrics, colors, out),
+    optional = {
+        "variance": sections.variance_section(tables["variance_decomposition"], out),
+        "expected_max": sections.expected_max_section(tables["expected_max"], metrics, colors, out),
         "early_stopping": (
-            _early_stopping_section(tables.get("early_stopping"), runs)
+            sections.early_stopping_section(tables.get("early_stopping"), runs)
             if layout.shows_early_stopping(spec, runs, include)
             else []
         ),
-        "comparisons": _comparisons_section(tables["comparisons"]),
-        "curves": _curves_section(curves, runs, degenerate, out),
+        "comparisons": sections.comparisons_section(tables["comparisons"]),
+        "curves": sections.curves_section(curves, runs, degenerate, out),
     }
     for key in ("comparisons", "variance", "expected_max", "early_stopping", "curves"):
-        (md if key in main else appendix).extend(sections[key] if key in main else layout.demote(sections[key]))
+        (md if key in main else appendix).extend(optional[key] if key in main else layout.demote(optional[key]))
 
     setup = ["### Setup", "", setup_table(runs, spec, source=experiment_source(exp_dir, spec)), ""]
     recipes_md = recipe_table(runs)
@@ -394,91 +376,3 @@ def write_report(
         ["`report/report.html`", "this report, self-contained"],
     ]
     return write_markdown_report(md, out, files, title=f"Report: {name}")
-
-
-def _comparisons_section(comparisons: pd.DataFrame) -> list[str]:
-    md = ["## Comparisons", ""]
-    if comparisons.empty:
-        return [*md, "Only one recipe per task: nothing to compare.", ""]
-    loc, spread = comparison_tables(comparisons)
-    return [*md, "Location (a − b):", "", loc, "", "Spread and degenerate runs:", "", spread, "", HOLM_NOTE, ""]
-
-
-def _expected_max_section(emp: pd.DataFrame, metrics: dict[str, str], colors: dict[str, str], out: Path) -> list[str]:
-    if emp.empty:
-        return []
-    md = [
-        "## Expected maximum performance",
-        "",
-        emp_table(emp),
-        "",
-        'Expected best validation score (of the checkpoint each run reports: `val_best` under select = "best", '
-        '`val_final` under "final") among n seeds drawn with replacement from the stored runs (Dodge et al. 2019), '
-        "with a 95% bootstrap band; diverged runs count at their degenerate value (the majority baseline, 0 for "
-        "correlations), early-stopped runs are left out (the `used` column of `analysis/expected_max.parquet`). "
-        "Expected test: Zhang et al.'s expected test performance, the held-out score of the seed best on validation "
-        "among n, with its 95% bootstrap band (where a held-out score exists).",
-        "",
-    ]
-    _fig(md, plots.expected_max(emp, metrics, colors, out / "expected_max.png"),
-         "Expected maximum validation score vs number of trials")  # fmt: skip
-    return md
-
-
-def _curves_section(curves: pd.DataFrame, runs: pd.DataFrame, degenerate: pd.Series, out: Path) -> list[str]:
-    if curves.empty:
-        return []
-    md = ["## Evaluation curves", ""]
-    for task in dict.fromkeys(runs["task"].astype(str)):
-        _fig(
-            md,
-            plots.eval_curves(curves, runs, degenerate, task, out / f"curves_{_slug(task)}.png"),
-            f"{task}: evaluation curves of the seeds, coloured by final outcome",
-        )
-    return md
-
-
-def _variance_section(dec: pd.DataFrame, out: Path) -> list[str]:
-    if dec.empty:  # no init x order grid: nothing to decompose
-        return []
-    md = [
-        "## Variance decomposition (init vs data order)",
-        "",
-        decomposition_table(dec),
-        "",
-        'Two-way random-effects ANOVA shares; "std, init fixed" is Dodge et al.\'s expected std with the init '
-        "seed held fixed (only the data order varies).",
-        "",
-    ]
-    _fig(md, plots.variance_shares(dec, out / "variance.png"), "Share of score variance by seed source")
-    return md
-
-
-def _early_stopping_section(es: pd.DataFrame | None, runs: pd.DataFrame) -> list[str]:
-    if es is None or es.empty:
-        return []
-    md = [
-        "## Early-stopping simulation",
-        "",
-        "Dodge et al. 2020: start t seeds, stop all after a fraction f of training, train only the best p "
-        "to the end; cost t·f + p·(1 − f) full runs. Exact over every subset of t of the stored runs (ties at "
-        "the cut broken at random, exactly); where t exceeds the stored runs, Monte Carlo draws with "
-        "replacement. Each cell: compute saved · probability that the seed best after full training is kept · "
-        "expected best final validation score among the kept.",
-        "",
-        early_stopping_table(es),
-        "",
-    ]
-    if stopped := int((runs["status"] == "stopped").sum()):
-        md += [
-            f"Caveat: this experiment stopped {stopped} runs online, and only runs trained to the end are "
-            "replayed here. They are the survivors of its own rung, so the table overstates the chance of "
-            "keeping the best seed; replay an experiment that trains every seed to the end (a seed grid) "
-            "for an unbiased simulation.",
-            "",
-        ]
-    return md
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)

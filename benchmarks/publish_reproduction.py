@@ -124,12 +124,16 @@ def scoped_runs(store: Path, scale: str) -> pd.DataFrame:
 
 def plan(args: argparse.Namespace, store: Path, runs: pd.DataFrame) -> Regenerate | str:
     """The regenerate command for the store's runs, or why it cannot be planned on this machine."""
+    overrides = read_meta(store).get("overrides") or {}
+    model = overrides.get("model")
+    if isinstance(model, str) and Path(model).is_absolute() and not Path(model).exists():
+        return f"the runs' model folder {repo_path(model)} is not on this machine, so their ids cannot be planned here"
     try:
         return regenerate(
             ROOT / args.experiment if not Path(args.experiment).is_absolute() else args.experiment,
             args.scale,
             set(runs["run_id"].astype(str)),
-            overrides=read_meta(store).get("overrides") or {},
+            overrides=overrides,
             data_dir=recorded_data_dir(store, args.scale),
             shown_as=repo_path(args.experiment),
         )

@@ -158,3 +158,15 @@ def test_paper_forest_is_drawn_from_the_committed_verdict_tables(tmp_path):
     assert publish.main(["--paper-forest", str(tmp_path)]) == 0
     assert (tmp_path / "forest.png").stat().st_size > 5000
     assert publish.main(["--paper-forest", str(tmp_path / "table1")]) == 2  # no reports under it: a clear error
+
+
+def test_a_store_trained_on_a_model_folder_of_another_machine_is_not_checked(tmp_path, tiny_glue_dir):
+    import argparse
+
+    toml, results, _ = _store(tmp_path, tiny_glue_dir, lambda s: True)
+    meta = results / "regen" / "experiment.json"
+    meta.write_text(meta.read_text().replace('"overrides": {}', '"overrides": {"model": "/gone/minilm-fp32"}'))
+    args = argparse.Namespace(experiment=str(toml), scale="gpu")
+    reason = publish.plan(args, results / "regen", publish.scoped_runs(results / "regen", "gpu"))
+    assert isinstance(reason, str) and "model folder …/gone/minilm-fp32 is not on this machine" in reason
+    assert publish.regenerate_line(reason, "regen", "gpu").startswith("Regenerate: not checked here (the runs'")

@@ -263,7 +263,10 @@ def cmd_report(args: argparse.Namespace) -> int:
                 raise CliError("give an experiment (TOML path or name), or --compare A B")
             exp_dir, spec = resolve_experiment_dir(args.experiment, root, getattr(args, "scale", None), args.data_dir)
             run_ids = scoped_run_ids(args, exp_dir, spec)
-            out = write_report(exp_dir, spec=spec, baseline=args.baseline, out_dir=args.out, run_ids=run_ids)
+            out = write_report(
+                exp_dir, spec=spec, baseline=args.baseline, out_dir=args.out, run_ids=run_ids,
+                include=getattr(args, "include", None) or (),
+            )  # fmt: skip
     except ReportError as exc:
         raise CliError(str(exc)) from None
     print(f"report written to {out}")
@@ -366,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two experiments")
     report.add_argument("--baseline", help="recipe every other recipe is compared with (default: the first)")
     report.add_argument("--out", help="output folder (default: results/<name>/report; e.g. for a read-only store)")
+    report.add_argument(
+        "--with", dest="include", action="append", default=[], choices=["early-stopping"],
+        help="a section the report leaves out unless asked (early-stopping: the stopping table of any experiment)",
+    )  # fmt: skip
     report.set_defaults(func=cmd_report)
 
     reproduce = sub.add_parser("reproduce", help="run and report every experiment of a paper")

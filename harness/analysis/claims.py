@@ -252,13 +252,17 @@ def verdicts_frame(verdicts: tuple[ClaimVerdict, ...] | list[ClaimVerdict]) -> p
     return frame
 
 
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
 def verdicts_from_frame(frame: pd.DataFrame) -> tuple[ClaimVerdict, ...]:
     """The records back from verdicts_frame (or the Parquet file it was written to)."""
     out = []
     for row in frame.to_dict("records"):
         pe, need = row["paper_effect"], row["seeds_needed"]
-        row["paper_effect"] = None if pe is None or (isinstance(pe, float) and math.isnan(pe)) else float(pe)
-        row["seeds_needed"] = None if need is None or need is pd.NA else int(need)
+        row["paper_effect"] = None if _missing(pe) else float(pe)
+        row["seeds_needed"] = None if _missing(need) else int(need)  # Int64, or float NaN once reordered or read back
         row["caveats"] = tuple(str(c) for c in (row["caveats"] if row["caveats"] is not None else ()))
         out.append(ClaimVerdict(**{k: row[k] for k in VERDICT_COLUMNS}))
     return tuple(out)

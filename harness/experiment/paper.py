@@ -41,7 +41,8 @@ TESTS = {
     "early_stopping_gain": ("bootstrap",),
 }
 CELL_FIELDS = ("mean", "std", "median", "min", "max", "degenerate_rate", "n")
-TOP_KEYS = {"source", "model", "seeds", "split", "notes", "results", "claims"}
+# "setting": the paper's training setting, read by harness/report/deviations.py
+TOP_KEYS = {"source", "model", "seeds", "split", "notes", "results", "claims", "setting"}
 RULE_KEYS = ("margin", "n", "n_start", "fraction", "keep")
 CLAIM_KEYS = {"claim", "task", "a", "b", "statistic", "direction", "test", "paper_effect", "where", *RULE_KEYS}
 NOT_PRINTED = "not printed"

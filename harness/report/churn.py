@@ -138,11 +138,11 @@ def _task_churn(
     base = next(iter(matrices))
     flips = most_flipped(matrices[base], labels, top=TOP_FLIPS)
     flips = flips[flips["flip_rate"] > 0]
-    if not flips.empty:
+    if not flips.empty and labels is not None:  # without the examples' text the table is indices only
         md += [f"Examples that flip most between the seeds of `{base}`:", ""]
         flip_rows = []
         for r in flips.to_dict("records"):
-            text = _text(examples[int(r["example"])]) if labels is not None else "(text unavailable)"
+            text = _text(examples[int(r["example"])])  # type: ignore[index]
             gold = r.get("gold", "–")
             flip_rows.append([int(r["example"]), pct(r["flip_rate"]), r["votes"], gold, text])
         md += [md_table(["#", "pairs disagreeing", "seed votes", "gold", "text"], flip_rows, "rrlll"), ""]

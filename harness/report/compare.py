@@ -13,9 +13,10 @@ from harness.analysis.compare import holm_by_method
 from harness.analysis.describe import COUNTED_STATUSES
 from harness.experiment.spec import ExperimentSpec
 from harness.report import plots
-from harness.report.experiment import HOLM_NOTE, clear_figures, pair_rows, write_markdown_report
+from harness.report.experiment import clear_figures, pair_rows, write_markdown_report
 from harness.report.paper import ReportError
 from harness.report.provenance import model_description, provenance_table, setup_table, substitution_notes
+from harness.report.sections import HOLM_NOTE
 from harness.report.tables import comparison_tables, summary_table
 from harness.storage.store import load_runs
 
@@ -178,8 +179,8 @@ def _seed_panels(runs_a, runs_b, deg_a, deg_b, configs, labels, colors, lines, p
                 plots.Group(label, r["score"].to_numpy(float), deg.loc[r.index].to_numpy(bool), colors[label])
             )
         rows = runs_a[runs_a["config_key"].astype(str) == key]
-        plots.strip_box(ax, groups, lines.get(str(rows["task"].iloc[0])))
-        ax.set_title(key)
-        ax.set_ylabel(plots.metric_label(rows["metric"].iloc[0]))
+        panel = plots.strip_box(ax, groups, lines.get(str(rows["task"].iloc[0])))
+        panel[0].set_title(key)
+        panel[0].set_ylabel(plots.metric_label(rows["metric"].iloc[0]))
     plots.strip_box_legend(fig, bool(lines), f"degenerate at or below ({labels[0]}'s rule)")
-    return plots._save(fig, path)
+    return plots.save_figure(fig, path)

@@ -14,6 +14,7 @@ from harness.analysis.degenerate import degenerate_rules, fill_finished_nan
 from harness.analysis.describe import summarize
 from harness.analysis.early_stop import early_stopping_table
 from harness.analysis.emp import expected_max_table
+from harness.storage.safe_files import real_folder
 from harness.storage.store import load_curves, load_runs, write_parquet_atomic
 
 
@@ -58,9 +59,9 @@ def analyze_experiment(
     run_ids: the runs of the spec being analysed (None: every run in the folder).
     """
     exp_dir = Path(exp_dir)
-    out = Path(out_dir) if out_dir is not None else exp_dir / "analysis"
     runs, curves = load_scoped(exp_dir, run_ids)
     tables = analyze_runs(runs, curves, thresholds, baseline, n_boot=n_boot, n_perm=n_perm, seed=seed)
+    out = real_folder(out_dir) if out_dir is not None else real_folder(exp_dir, "analysis")  # never a linked folder
     for name, frame in tables.items():
         write_parquet_atomic(frame, out / f"{name}.parquet")
     return tables

@@ -6,12 +6,14 @@ import dataclasses
 import hashlib
 import json
 import math
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from harness.experiment.names import label_problem
 from harness.experiment.spec import Recipe
 from harness.experiment.tasks import TASKS
 from harness.importer.files import ImportFileError, read_table, row_label
@@ -25,10 +27,15 @@ from harness.importer.schema import (
 from harness.storage.store import RUN_STATUSES
 
 REGRESSION_METRICS = ("spearman", "pearson")
+PERCENT_METRICS = ("accuracy", "f1", "acc_f1")  # in [0, 100]: a value in (0, 1] among percentages is a fraction
+MAX_SEED = 2**63 - 1  # the store's int64; native runs draw seeds in [0, 2**32 - 1]
+MAX_INT = 2**63 - 1
+_NA = ("nan", "na", "null", "none", "-", "")
 _INT_FIELDS = ("best_step", "steps_done", "total_steps")
 _FLOAT_FIELDS = ("epochs_done", "loss_first", "loss_last", "loss_min", "loss_mean", "wall_time_s", "peak_mem_mb",
                  "flops")  # fmt: skip
 _SCORE_FIELDS = ("score", "val_best", "val_final", "test_best", "test_final", "majority")
+_FLOAT_RANGE = {c: (0.0, math.inf) for c in ("epochs_done", "wall_time_s", "peak_mem_mb", "flops")}
 
 
 @dataclass
@@ -52,14 +59,32 @@ def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) or value == ""
 
 
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value.item() if hasattr(value, "item") else value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def _percent_example(frame: pd.DataFrame, lines: list[int], cols: list[str]) -> tuple[float, int, str] | None:
+    """The first score above 1 in absolute value (a percentage), with its line and column, or None."""
+    for col in cols:
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(float)
+        above = [i for i, v in enumerate(values) if math.isfinite(v) and abs(v) > 1]
+        if above:
+            return float(values[above[0]]), lines[above[0]], col
+    return None
+
+
 class _Rows:
     """Per-value converters that name the file, the row and the column when a value is wrong."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, names: Mapping[str, str] | None = None):
         self.path = path
+        self.column = {field: col for col, field in (names or {}).items()}  # field -> the file's own column name
 
     def fail(self, line: int, col: str, msg: str) -> ImportFileError:
-        return ImportFileError(f"{self.path}: {row_label(self.path, [line])}, column '{col}': {msg}")
+        return ImportFileError(
+            f"{self.path}: {row_label(self.path, [line])}, column '{self.column.get(col, col)}': {msg}"
+        )
 
     def text(self, row: Mapping[str, Any], col: str, line: int, default: str | None = None) -> str | None:
         value = row.get(col)
@@ -71,24 +96,65 @@ class _Rows:
             value = int(value)
         return str(value).strip()
 
-    def number(self, row: Mapping[str, Any], col: str, line: int) -> float:
-        value = row.get(col)
-        if _missing(value):
-            return math.nan
-        if isinstance(value, str) and value.strip().lower() in ("nan", "na", "null", "none", "-", ""):
-            return math.nan
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise self.fail(line, col, f"{value!r} is not a number") from None
+    def label(self, row: Mapping[str, Any], col: str, line: int) -> str:
+        """A task or recipe name: it labels every table, so it must read as what it is."""
+        value = self.text(row, col, line)
+        problem = label_problem(value)
+        if problem:
+            raise self.fail(line, col, f"{_short(value)} {problem}")
+        return str(value)
 
-    def integer(self, row: Mapping[str, Any], col: str, line: int) -> int | None:
-        number = self.number(row, col, line)
-        if math.isnan(number):
+    def number(
+        self, row: Mapping[str, Any], col: str, line: int, low: float = -math.inf, high: float = math.inf
+    ) -> float:
+        """A finite number within [low, high], or NaN when empty; ±inf (or a value too large for a float) is
+        an error, never a silent extreme."""
+        value = row.get(col)
+        if _missing(value) or (isinstance(value, str) and value.strip().lower() in _NA):
+            return math.nan
+        if isinstance(value, bool):
+            raise self.fail(line, col, f"{value!r} is not a number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise self.fail(line, col, f"{_short(value)} is not a number") from None
+        if math.isinf(number):
+            raise self.fail(line, col, f"{_short(value)} is not finite; give a number or leave it empty")
+        if not math.isnan(number) and not low <= number <= high:
+            raise self.fail(line, col, f"{_short(value)} is outside [{low:g}, {high:g}]")
+        return number
+
+    def integer(self, row: Mapping[str, Any], col: str, line: int, low: int = 0, high: int = MAX_INT) -> int | None:
+        """An integer within [low, high] (read exactly, also past 2**53), or None when empty."""
+        value = row.get(col)
+        if _missing(value) or (isinstance(value, str) and value.strip().lower() in _NA):
             return None
-        if not number.is_integer():
-            raise self.fail(line, col, f"{row.get(col)!r} is not an integer")
-        return int(number)
+        if isinstance(value, bool):
+            raise self.fail(line, col, f"{value!r} is not an integer")
+        try:
+            number = int(value.strip()) if isinstance(value, str) else operator.index(value)
+        except (TypeError, ValueError):
+            real = self.number(row, col, line)
+            if math.isnan(real):
+                return None
+            if not real.is_integer():
+                raise self.fail(line, col, f"{_short(value)} is not an integer") from None
+            number = int(real)
+        if not low <= number <= high:
+            raise self.fail(line, col, f"{_short(value)} is outside [{low}, {high}]")
+        return number
+
+    def score(self, row: Mapping[str, Any], col: str, line: int, factor: float, metric: str) -> float:
+        """A metric x100: within [0, 100] for accuracy/F1, [-100, 100] for correlations (and unknown metrics)."""
+        value = self.number(row, col, line) * factor
+        low = 0.0 if metric in PERCENT_METRICS else -100.0
+        if not math.isnan(value) and not low - 1e-9 <= value <= 100.0 + 1e-9:
+            scaled = f" (x{factor:g}: the file's scores are fractions)" if factor != 1 else ""
+            raise self.fail(
+                line, col, f"{_short(row.get(col))}{scaled} is outside [{low:g}, 100], the range of {metric} x100; "
+                "fix the value (or --score-scale if the file's scale was misread)"
+            )  # fmt: skip
+        return value
 
 
 def _scale_factor(frame: pd.DataFrame, cols: list[str], how: str) -> float:
@@ -132,10 +198,15 @@ def build_rows(
     select: str,
     score_col: str,
     provenance: Mapping[str, Any],
+    names: Mapping[str, str] | None = None,
 ) -> Built:
-    conv = _Rows(path)
+    """The store rows of the file's rows (`names`: file column -> field, for messages in the file's words)."""
+    conv = _Rows(path, names)
     built = Built()
-    built.factor = _scale_factor(frame, [c for c in _SCORE_FIELDS if c in frame.columns], options.score_scale)
+    score_cols = [c for c in _SCORE_FIELDS if c in frame.columns]
+    built.factor = _scale_factor(frame, score_cols, options.score_scale)
+    # auto scale and percentages: a fraction among them (0.80 beside 81.0) is an error, not a silent 0.8%
+    percent = _percent_example(frame, lines, score_cols) if options.score_scale == "auto" else None
     recipe_cols = _recipe_cols(frame)
     extra_cols = [c for c in frame.columns if c not in FIELDS and c not in recipe_cols]
     majority_of: dict[str, float | None] = {}
@@ -143,22 +214,31 @@ def build_rows(
     seen: dict[str, int] = {}
     observed_fields: dict[str, list[dict[str, Any]]] = {}
     for record, line in zip(frame.to_dict("records"), lines, strict=True):
-        task = conv.text(record, "task", line)
-        recipe = conv.text(record, "recipe", line)
-        seed = conv.integer(record, "seed", line) if "seed" in record else None
-        init = conv.integer(record, "init_seed", line) if "init_seed" in record else None
-        order = conv.integer(record, "order_seed", line) if "order_seed" in record else None
+        task = conv.label(record, "task", line)
+        recipe = conv.label(record, "recipe", line)
+        seed = conv.integer(record, "seed", line, 0, MAX_SEED) if "seed" in record else None
+        init = conv.integer(record, "init_seed", line, 0, MAX_SEED) if "init_seed" in record else None
+        order = conv.integer(record, "order_seed", line, 0, MAX_SEED) if "order_seed" in record else None
         init = init if init is not None else seed
         order = order if order is not None else (seed if seed is not None else init)
         if init is None:
             raise conv.fail(line, "seed" if "seed" in record else "init_seed", "empty; every row needs a seed")
-        sample = (conv.integer(record, "sample_seed", line) if "sample_seed" in record else None) or 0
+        sample = (conv.integer(record, "sample_seed", line, 0, MAX_SEED) if "sample_seed" in record else None) or 0
         model = conv.text(record, "model", line, default=options.model or "unknown")
-        sample_size = conv.integer(record, "sample_size", line) if "sample_size" in record else None
+        sample_size = conv.integer(record, "sample_size", line, 1) if "sample_size" in record else None
         metric = conv.text(record, "metric", line, default=options.metric or _task_metric(task) or "")
         if not metric:
             raise conv.fail(line, "metric", f"task {task!r} is not built in; give --metric NAME or a metric column")
-        scores = {c: conv.number(record, c, line) * built.factor for c in _SCORE_FIELDS if c in record}
+        if percent is not None and metric in PERCENT_METRICS:
+            for c in score_cols:
+                raw = conv.number(record, c, line)
+                if 0 < raw <= 1:
+                    raise conv.fail(
+                        line, c, f"{_short(record[c])} looks like a fraction, but the file's scores are percentages "
+                        f"({percent[0]:g} on {row_label(path, [percent[1]])}, column '{percent[2]}'); write it as a "
+                        f"percentage, or pass --score-scale 100 if it means {raw:g}%"
+                    )  # fmt: skip
+        scores = {c: conv.score(record, c, line, built.factor, metric) for c in _SCORE_FIELDS if c in record}
         score = scores.get(score_col, math.nan)
         status = conv.text(record, "status", line, default="done").lower()
         if status not in RUN_STATUSES:
@@ -207,7 +287,7 @@ def build_rows(
             "majority_val": bar if protocol == "dev" else math.nan,
             "majority_test": bar if protocol == "heldout" else math.nan,
             **{c: conv.integer(record, c, line) if c in record else None for c in _INT_FIELDS},
-            **{c: conv.number(record, c, line) if c in record else math.nan for c in _FLOAT_FIELDS},
+            **{c: conv.number(record, c, line, *_FLOAT_RANGE.get(c, ())) for c in _FLOAT_FIELDS if c in record},
             "attempts": 1,
             "error": conv.text(record, "error", line, default=""),
             "notes": conv.text(record, "notes", line, default="") or f"imported from {path}",
@@ -314,22 +394,23 @@ def read_curves(options: Any, rows: list[dict[str, Any]], factor: float) -> dict
         raise ImportFileError(
             f"{path}: curves need column(s) {missing}; columns are {list(raw.columns)}; map with --map COLUMN=FIELD"
         )
-    conv = _Rows(path)
+    conv = _Rows(path, names)
     by_key: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
         by_key.setdefault(_curve_key(r, frame.columns), []).append(r)
     points: dict[str, list[dict[str, Any]]] = {}
     for record, line in zip(frame.to_dict("records"), lines, strict=True):
-        seed = conv.integer(record, "seed", line) if "seed" in record else None
-        init = conv.integer(record, "init_seed", line) if "init_seed" in record else None
+        seed = conv.integer(record, "seed", line, 0, MAX_SEED) if "seed" in record else None
+        init = conv.integer(record, "init_seed", line, 0, MAX_SEED) if "init_seed" in record else None
+        order = conv.integer(record, "order_seed", line, 0, MAX_SEED) if "order_seed" in record else None
         probe = {
             "task": conv.text(record, "task", line), "recipe": conv.text(record, "recipe", line),
             "init_seed": init if init is not None else seed,
-            "order_seed": (conv.integer(record, "order_seed", line) if "order_seed" in record else None)
-            or (seed if seed is not None else init),
-            "sample_seed": (conv.integer(record, "sample_seed", line) if "sample_seed" in record else None) or 0,
+            "order_seed": order if order is not None else (seed if seed is not None else init),
+            "sample_seed": (conv.integer(record, "sample_seed", line, 0, MAX_SEED) if "sample_seed" in record
+                            else None) or 0,
             "model": conv.text(record, "model", line, default="") if "model" in record else None,
-            "sample_size": conv.integer(record, "sample_size", line) if "sample_size" in record else None,
+            "sample_size": conv.integer(record, "sample_size", line, 1) if "sample_size" in record else None,
         }  # fmt: skip
         matches = by_key.get(_curve_key(probe, frame.columns), [])
         if len(matches) != 1:
@@ -341,13 +422,17 @@ def read_curves(options: Any, rows: list[dict[str, Any]], factor: float) -> dict
         step = conv.integer(record, "step", line)
         if step is None:
             raise conv.fail(line, "step", "empty; every curve point needs its step")
+        metric = matches[0]["metric"]
+        val = conv.score(record, "val_metric", line, factor, metric)
+        if math.isnan(val):
+            raise conv.fail(line, "val_metric", "empty or NaN; every curve point needs its score (drop the row)")
         points.setdefault(matches[0]["run_id"], []).append(
             {
                 "step": step,
-                "val_metric": conv.number(record, "val_metric", line) * factor,
-                "test_metric": conv.number(record, "test_metric", line) * factor,
-                "fraction": conv.number(record, "fraction", line),
-                "epoch": conv.number(record, "epoch", line),
+                "val_metric": val,
+                "test_metric": conv.score(record, "test_metric", line, factor, metric),
+                "fraction": conv.number(record, "fraction", line, 0.0, 1.0),
+                "epoch": conv.number(record, "epoch", line, 0.0),
                 "train_loss": conv.number(record, "train_loss", line),
                 "_line": line,
             }

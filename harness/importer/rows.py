@@ -399,46 +399,63 @@ def read_curves(options: Any, rows: list[dict[str, Any]], factor: float) -> dict
     for r in rows:
         by_key.setdefault(_curve_key(r, frame.columns), []).append(r)
     points: dict[str, list[dict[str, Any]]] = {}
+    identity = [c for c in _IDENTITY if c in frame.columns]
+    has, nan = set(frame.columns), math.nan  # absent optional columns cost nothing per point
+    matched: dict[tuple, dict[str, Any]] = {}  # a run's identity is read once, not once per evaluation
     for record, line in zip(frame.to_dict("records"), lines, strict=True):
-        seed = conv.integer(record, "seed", line, 0, MAX_SEED) if "seed" in record else None
-        init = conv.integer(record, "init_seed", line, 0, MAX_SEED) if "init_seed" in record else None
-        order = conv.integer(record, "order_seed", line, 0, MAX_SEED) if "order_seed" in record else None
-        probe = {
-            "task": conv.text(record, "task", line), "recipe": conv.text(record, "recipe", line),
-            "init_seed": init if init is not None else seed,
-            "order_seed": order if order is not None else (seed if seed is not None else init),
-            "sample_seed": (conv.integer(record, "sample_seed", line, 0, MAX_SEED) if "sample_seed" in record
-                            else None) or 0,
-            "model": conv.text(record, "model", line, default="") if "model" in record else None,
-            "sample_size": conv.integer(record, "sample_size", line, 1) if "sample_size" in record else None,
-        }  # fmt: skip
-        matches = by_key.get(_curve_key(probe, frame.columns), [])
-        if len(matches) != 1:
-            what = "no run" if not matches else f"{len(matches)} runs (add model / sample_size columns)"
-            raise ImportFileError(
-                f"{path}: {row_label(path, [line])} matches {what} of the run file "
-                f"(task {probe['task']!r}, recipe {probe['recipe']!r}, seed {probe['init_seed']})"
-            )
+        seen = tuple(str(record[c]) for c in identity)
+        run = matched.get(seen)
+        if run is None:
+            run = matched[seen] = _match_run(conv, record, line, frame.columns, by_key)
         step = conv.integer(record, "step", line)
         if step is None:
             raise conv.fail(line, "step", "empty; every curve point needs its step")
-        metric = matches[0]["metric"]
+        metric = run["metric"]
         val = conv.score(record, "val_metric", line, factor, metric)
         if math.isnan(val):
             raise conv.fail(line, "val_metric", "empty or NaN; every curve point needs its score (drop the row)")
-        points.setdefault(matches[0]["run_id"], []).append(
+        points.setdefault(run["run_id"], []).append(
             {
                 "step": step,
                 "val_metric": val,
-                "test_metric": conv.score(record, "test_metric", line, factor, metric),
-                "fraction": conv.number(record, "fraction", line, 0.0, 1.0),
-                "epoch": conv.number(record, "epoch", line, 0.0),
-                "train_loss": conv.number(record, "train_loss", line),
+                "test_metric": conv.score(record, "test_metric", line, factor, metric) if "test_metric" in has else nan,
+                "fraction": conv.number(record, "fraction", line, 0.0, 1.0) if "fraction" in has else nan,
+                "epoch": conv.number(record, "epoch", line, 0.0) if "epoch" in has else nan,
+                "train_loss": conv.number(record, "train_loss", line) if "train_loss" in has else nan,
                 "_line": line,
             }
         )
     total = {r["run_id"]: r["total_steps"] for r in rows}
     return {rid: _finish_curve(path, pts, total.get(rid) or 0) for rid, pts in points.items()}
+
+
+_IDENTITY = ("task", "recipe", "seed", "init_seed", "order_seed", "sample_seed", "model", "sample_size")
+
+
+def _match_run(
+    conv: _Rows, record: Mapping[str, Any], line: int, columns: Any, by_key: Mapping[tuple, list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """The one run of the run file a curve row belongs to (by its identity columns)."""
+    seed = conv.integer(record, "seed", line, 0, MAX_SEED) if "seed" in record else None
+    init = conv.integer(record, "init_seed", line, 0, MAX_SEED) if "init_seed" in record else None
+    order = conv.integer(record, "order_seed", line, 0, MAX_SEED) if "order_seed" in record else None
+    probe = {
+        "task": conv.text(record, "task", line), "recipe": conv.text(record, "recipe", line),
+        "init_seed": init if init is not None else seed,
+        "order_seed": order if order is not None else (seed if seed is not None else init),
+        "sample_seed": (conv.integer(record, "sample_seed", line, 0, MAX_SEED) if "sample_seed" in record
+                        else None) or 0,
+        "model": conv.text(record, "model", line, default="") if "model" in record else None,
+        "sample_size": conv.integer(record, "sample_size", line, 1) if "sample_size" in record else None,
+    }  # fmt: skip
+    matches = by_key.get(_curve_key(probe, columns), [])
+    if len(matches) != 1:
+        what = "no run" if not matches else f"{len(matches)} runs (add model / sample_size columns)"
+        raise ImportFileError(
+            f"{conv.path}: {row_label(conv.path, [line])} matches {what} of the run file "
+            f"(task {probe['task']!r}, recipe {probe['recipe']!r}, seed {probe['init_seed']})"
+        )
+    return matches[0]
 
 
 def _curve_key(r: Mapping[str, Any], columns: Any) -> tuple:

@@ -50,7 +50,7 @@ def read_meta(exp_dir: Path) -> dict[str, Any]:
         raise RecordError(
             f"{path} is damaged ({why}); the stored runs are intact: run the command that wrote it again to "
             "rebuild it (`harness run <experiment.toml>` with the same --scale, or `harness import FILE --name "
-            f"{exp_dir.name}`), or give analyze/report/status the experiment's TOML path"
+            f"{exp_dir.name}`)"
         )
     return meta
 

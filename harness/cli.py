@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tomllib
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -430,6 +431,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    default = warnings.formatwarning
+
+    def one_line(message: Warning | str, category: type[Warning], *where: object, **kw: object) -> str:
+        """The harness's own warnings (a quarantined part, a rebuilt record) as one `warning: ...` line."""
+        if category.__module__.startswith("harness."):
+            return f"warning: {message}\n"
+        return default(message, category, *where, **kw)  # type: ignore[arg-type]
+
+    warnings.formatwarning = one_line
+    try:
+        return _main(argv)
+    finally:
+        warnings.formatwarning = default
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

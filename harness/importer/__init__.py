@@ -29,8 +29,9 @@ import pandas as pd
 
 from harness.experiment.names import folder_name_problem
 from harness.experiment.tasks import METRICS, TASKS
+from harness.importer.curves import read_curves
 from harness.importer.files import SPEC_COPY, SPEC_META, ImportFileError, read_table, row_label, toml_dumps
-from harness.importer.rows import Built, build_rows, read_curves, valid_recipe_fields
+from harness.importer.rows import Built, build_rows, valid_recipe_fields
 from harness.importer.schema import ALIASES, IGNORE, canonical_columns, parse_assignments
 from harness.storage.safe_files import real_folder, replace_file
 from harness.storage.scope import RecordError, read_meta, refuse_unfinished_import

@@ -1,4 +1,4 @@
-"""File rows -> store rows: validation, identity, scores, statuses, degenerate bars; curves beside them."""
+"""File rows -> store rows: validation, identity, scores, statuses, degenerate bars (curves: curves.py)."""
 
 from __future__ import annotations
 
@@ -6,31 +6,20 @@ import dataclasses
 import hashlib
 import json
 import math
-import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from harness.experiment.names import label_problem
 from harness.experiment.spec import Recipe
 from harness.experiment.tasks import TASKS
-from harness.importer.files import ImportFileError, read_table, row_label
-from harness.importer.schema import (
-    CURVE_ALIASES,
-    CURVE_FIELDS,
-    FIELDS,
-    RECIPE_FIELDS,
-    canonical_columns,
-)
+from harness.importer.files import ImportFileError, row_label
+from harness.importer.schema import FIELDS, RECIPE_FIELDS
+from harness.importer.values import MAX_SEED, PERCENT_METRICS, Rows, is_missing, short
 from harness.storage.store import RUN_STATUSES
 
 REGRESSION_METRICS = ("spearman", "pearson")
-PERCENT_METRICS = ("accuracy", "f1", "acc_f1")  # in [0, 100]: a value in (0, 1] among percentages is a fraction
-MAX_SEED = 2**63 - 1  # the store's int64; native runs draw seeds in [0, 2**32 - 1]
-MAX_INT = 2**63 - 1
-_NA = ("nan", "na", "null", "none", "-", "")
 _INT_FIELDS = ("best_step", "steps_done", "total_steps")
 _FLOAT_FIELDS = ("epochs_done", "loss_first", "loss_last", "loss_min", "loss_mean", "wall_time_s", "peak_mem_mb",
                  "flops")  # fmt: skip
@@ -55,15 +44,6 @@ def run_id_of_identity(identity: Mapping[str, Any]) -> str:
     return "imp-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _missing(value: Any) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) or value == ""
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value.item() if hasattr(value, "item") else value)
-    return text if len(text) <= limit else f"{text[:limit]}..."
-
-
 def _percent_example(frame: pd.DataFrame, lines: list[int], cols: list[str]) -> tuple[float, int, str] | None:
     """The first score above 1 in absolute value (a percentage), with its line and column, or None."""
     for col in cols:
@@ -72,89 +52,6 @@ def _percent_example(frame: pd.DataFrame, lines: list[int], cols: list[str]) -> 
         if above:
             return float(values[above[0]]), lines[above[0]], col
     return None
-
-
-class _Rows:
-    """Per-value converters that name the file, the row and the column when a value is wrong."""
-
-    def __init__(self, path: str, names: Mapping[str, str] | None = None):
-        self.path = path
-        self.column = {field: col for col, field in (names or {}).items()}  # field -> the file's own column name
-
-    def fail(self, line: int, col: str, msg: str) -> ImportFileError:
-        return ImportFileError(
-            f"{self.path}: {row_label(self.path, [line])}, column '{self.column.get(col, col)}': {msg}"
-        )
-
-    def text(self, row: Mapping[str, Any], col: str, line: int, default: str | None = None) -> str | None:
-        value = row.get(col)
-        if _missing(value):
-            if default is None:
-                raise self.fail(line, col, "empty; every row needs it")
-            return default
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        return str(value).strip()
-
-    def label(self, row: Mapping[str, Any], col: str, line: int) -> str:
-        """A task or recipe name: it labels every table, so it must read as what it is."""
-        value = self.text(row, col, line)
-        problem = label_problem(value)
-        if problem:
-            raise self.fail(line, col, f"{_short(value)} {problem}")
-        return str(value)
-
-    def number(
-        self, row: Mapping[str, Any], col: str, line: int, low: float = -math.inf, high: float = math.inf
-    ) -> float:
-        """A finite number within [low, high], or NaN when empty; ±inf (or a value too large for a float) is
-        an error, never a silent extreme."""
-        value = row.get(col)
-        if _missing(value) or (isinstance(value, str) and value.strip().lower() in _NA):
-            return math.nan
-        if isinstance(value, bool):
-            raise self.fail(line, col, f"{value!r} is not a number")
-        try:
-            number = float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise self.fail(line, col, f"{_short(value)} is not a number") from None
-        if math.isinf(number):
-            raise self.fail(line, col, f"{_short(value)} is not finite; give a number or leave it empty")
-        if not math.isnan(number) and not low <= number <= high:
-            raise self.fail(line, col, f"{_short(value)} is outside [{low:g}, {high:g}]")
-        return number
-
-    def integer(self, row: Mapping[str, Any], col: str, line: int, low: int = 0, high: int = MAX_INT) -> int | None:
-        """An integer within [low, high] (read exactly, also past 2**53), or None when empty."""
-        value = row.get(col)
-        if _missing(value) or (isinstance(value, str) and value.strip().lower() in _NA):
-            return None
-        if isinstance(value, bool):
-            raise self.fail(line, col, f"{value!r} is not an integer")
-        try:
-            number = int(value.strip()) if isinstance(value, str) else operator.index(value)
-        except (TypeError, ValueError):
-            real = self.number(row, col, line)
-            if math.isnan(real):
-                return None
-            if not real.is_integer():
-                raise self.fail(line, col, f"{_short(value)} is not an integer") from None
-            number = int(real)
-        if not low <= number <= high:
-            raise self.fail(line, col, f"{_short(value)} is outside [{low}, {high}]")
-        return number
-
-    def score(self, row: Mapping[str, Any], col: str, line: int, factor: float, metric: str) -> float:
-        """A metric x100: within [0, 100] for accuracy/F1, [-100, 100] for correlations (and unknown metrics)."""
-        value = self.number(row, col, line) * factor
-        low = 0.0 if metric in PERCENT_METRICS else -100.0
-        if not math.isnan(value) and not low - 1e-9 <= value <= 100.0 + 1e-9:
-            scaled = f" (x{factor:g}: the file's scores are fractions)" if factor != 1 else ""
-            raise self.fail(
-                line, col, f"{_short(row.get(col))}{scaled} is outside [{low:g}, 100], the range of {metric} x100; "
-                "fix the value (or --score-scale if the file's scale was misread)"
-            )  # fmt: skip
-        return value
 
 
 def _scale_factor(frame: pd.DataFrame, cols: list[str], how: str) -> float:
@@ -201,7 +98,7 @@ def build_rows(
     names: Mapping[str, str] | None = None,
 ) -> Built:
     """The store rows of the file's rows (`names`: file column -> field, for messages in the file's words)."""
-    conv = _Rows(path, names)
+    conv = Rows(path, names)
     built = Built()
     score_cols = [c for c in _SCORE_FIELDS if c in frame.columns]
     built.factor = _scale_factor(frame, score_cols, options.score_scale)
@@ -234,7 +131,7 @@ def build_rows(
                 raw = conv.number(record, c, line)
                 if 0 < raw <= 1:
                     raise conv.fail(
-                        line, c, f"{_short(record[c])} looks like a fraction, but the file's scores are percentages "
+                        line, c, f"{short(record[c])} looks like a fraction, but the file's scores are percentages "
                         f"({percent[0]:g} on {row_label(path, [percent[1]])}, column '{percent[2]}'); write it as a "
                         f"percentage, or pass --score-scale 100 if it means {raw:g}%"
                     )  # fmt: skip
@@ -265,10 +162,10 @@ def build_rows(
         seen[run_id] = line
         bar = _bar(path, task, metric, scores, options, majority_of)
         recipe_fields = {
-            c.removeprefix("recipe."): _recipe_value(record[c]) for c in recipe_cols if not _missing(record.get(c))
+            c.removeprefix("recipe."): _recipe_value(record[c]) for c in recipe_cols if not is_missing(record.get(c))
         }
         observed_fields.setdefault(recipe, []).append(recipe_fields)
-        extra = {c: _recipe_value(record[c]) for c in extra_cols if not _missing(record.get(c))}
+        extra = {c: _recipe_value(record[c]) for c in extra_cols if not is_missing(record.get(c))}
         protocol = "heldout" if score_col.startswith("test_") else "dev"
         spec = {
             "imported": True, "task": task, "model": model, "init_seed": init, "order_seed": order,
@@ -377,105 +274,3 @@ def valid_recipe_fields(name: str, fields_: Mapping[str, Any]) -> dict[str, Any]
         if type(default) is type(value) or (isinstance(default, float) and isinstance(value, int)) or default is None:
             keep[key] = float(value) if isinstance(default, float) and isinstance(value, int) else value
     return keep
-
-
-def read_curves(options: Any, rows: list[dict[str, Any]], factor: float) -> dict[str, list[dict[str, Any]]]:
-    """run_id -> eval curve from the --curves file, matched to the runs on their identity fields."""
-    path = options.curves
-    raw, lines = read_table(path)
-    names = canonical_columns(
-        list(raw.columns), options.mapping, CURVE_ALIASES, path, extra=CURVE_FIELDS, elsewhere=list(options.mapping)
-    )
-    frame = raw.rename(columns=names)
-    missing = [c for c in ("task", "recipe", "step", "val_metric") if c not in frame.columns]
-    if "seed" not in frame.columns and "init_seed" not in frame.columns:
-        missing.append("seed")
-    if missing:
-        raise ImportFileError(
-            f"{path}: curves need column(s) {missing}; columns are {list(raw.columns)}; map with --map COLUMN=FIELD"
-        )
-    conv = _Rows(path, names)
-    by_key: dict[tuple, list[dict[str, Any]]] = {}
-    for r in rows:
-        by_key.setdefault(_curve_key(r, frame.columns), []).append(r)
-    points: dict[str, list[dict[str, Any]]] = {}
-    identity = [c for c in _IDENTITY if c in frame.columns]
-    has, nan = set(frame.columns), math.nan  # absent optional columns cost nothing per point
-    matched: dict[tuple, dict[str, Any]] = {}  # a run's identity is read once, not once per evaluation
-    for record, line in zip(frame.to_dict("records"), lines, strict=True):
-        seen = tuple(str(record[c]) for c in identity)
-        run = matched.get(seen)
-        if run is None:
-            run = matched[seen] = _match_run(conv, record, line, frame.columns, by_key)
-        step = conv.integer(record, "step", line)
-        if step is None:
-            raise conv.fail(line, "step", "empty; every curve point needs its step")
-        metric = run["metric"]
-        val = conv.score(record, "val_metric", line, factor, metric)
-        if math.isnan(val):
-            raise conv.fail(line, "val_metric", "empty or NaN; every curve point needs its score (drop the row)")
-        points.setdefault(run["run_id"], []).append(
-            {
-                "step": step,
-                "val_metric": val,
-                "test_metric": conv.score(record, "test_metric", line, factor, metric) if "test_metric" in has else nan,
-                "fraction": conv.number(record, "fraction", line, 0.0, 1.0) if "fraction" in has else nan,
-                "epoch": conv.number(record, "epoch", line, 0.0) if "epoch" in has else nan,
-                "train_loss": conv.number(record, "train_loss", line) if "train_loss" in has else nan,
-                "_line": line,
-            }
-        )
-    total = {r["run_id"]: r["total_steps"] for r in rows}
-    return {rid: _finish_curve(path, pts, total.get(rid) or 0) for rid, pts in points.items()}
-
-
-_IDENTITY = ("task", "recipe", "seed", "init_seed", "order_seed", "sample_seed", "model", "sample_size")
-
-
-def _match_run(
-    conv: _Rows, record: Mapping[str, Any], line: int, columns: Any, by_key: Mapping[tuple, list[dict[str, Any]]]
-) -> dict[str, Any]:
-    """The one run of the run file a curve row belongs to (by its identity columns)."""
-    seed = conv.integer(record, "seed", line, 0, MAX_SEED) if "seed" in record else None
-    init = conv.integer(record, "init_seed", line, 0, MAX_SEED) if "init_seed" in record else None
-    order = conv.integer(record, "order_seed", line, 0, MAX_SEED) if "order_seed" in record else None
-    probe = {
-        "task": conv.text(record, "task", line), "recipe": conv.text(record, "recipe", line),
-        "init_seed": init if init is not None else seed,
-        "order_seed": order if order is not None else (seed if seed is not None else init),
-        "sample_seed": (conv.integer(record, "sample_seed", line, 0, MAX_SEED) if "sample_seed" in record
-                        else None) or 0,
-        "model": conv.text(record, "model", line, default="") if "model" in record else None,
-        "sample_size": conv.integer(record, "sample_size", line, 1) if "sample_size" in record else None,
-    }  # fmt: skip
-    matches = by_key.get(_curve_key(probe, columns), [])
-    if len(matches) != 1:
-        what = "no run" if not matches else f"{len(matches)} runs (add model / sample_size columns)"
-        raise ImportFileError(
-            f"{conv.path}: {row_label(conv.path, [line])} matches {what} of the run file "
-            f"(task {probe['task']!r}, recipe {probe['recipe']!r}, seed {probe['init_seed']})"
-        )
-    return matches[0]
-
-
-def _curve_key(r: Mapping[str, Any], columns: Any) -> tuple:
-    key = [r["task"], r["recipe"], r["init_seed"], r["order_seed"], r["sample_seed"]]
-    key += [r["model"]] if "model" in columns else []
-    key += [r["sample_size"]] if "sample_size" in columns else []
-    return tuple(key)
-
-
-def _finish_curve(path: str, points: list[dict[str, Any]], total_steps: int) -> list[dict[str, Any]]:
-    points = sorted(points, key=lambda p: p["step"])
-    steps = [p["step"] for p in points]
-    if len(set(steps)) != len(steps):
-        dup = [p["_line"] for p in points if steps.count(p["step"]) > 1]
-        raise ImportFileError(f"{path}: {row_label(path, dup)} give the same step twice for one run; keep one")
-    denom = total_steps if total_steps > 0 else (max(steps) or 1)
-    out = []
-    for i, p in enumerate(points):
-        p = {k: v for k, v in p.items() if k != "_line"}
-        if math.isnan(p["fraction"]):
-            p["fraction"] = p["step"] / denom
-        out.append({**p, "eval_index": i})
-    return out

@@ -29,10 +29,9 @@ class UnsafePathError(RuntimeError):
     """A path the harness would write through a symbolic link (or a non-folder where a folder belongs)."""
 
 
-def _refuse(path: Path, what: str) -> UnsafePathError:
+def _refuse(path: Path, what: str, fix: str = "replace it with a real folder") -> UnsafePathError:
     return UnsafePathError(
-        f"{path} is {what}; the harness never writes through links in a results folder: "
-        f"replace it with a real folder (or remove it) and run the command again"
+        f"{path} is {what}; the harness never writes through links in a results folder: {fix} and run the command again"
     )
 
 
@@ -84,5 +83,5 @@ def open_no_follow(path: str | Path, flags: int, mode: int = 0o644) -> int:
         return os.open(path, flags | _NOFOLLOW | _CLOEXEC, mode)
     except OSError as exc:
         if Path(path).is_symlink():
-            raise _refuse(Path(path), "a symbolic link") from None
+            raise _refuse(Path(path), "a symbolic link", f"remove it (rm {path})") from None
         raise exc from None

@@ -21,6 +21,7 @@ from harness.storage.safe_files import real_folder, replace_file
 SPEC_COPY = "experiment.toml"
 SPEC_META = "experiment.json"
 DEFAULT_SCALE = "default"  # the key of runs made without --scale
+STORE_FOLDERS = ("runs", "curves", "events", "predictions")  # what `harness run` writes parts into
 
 
 class RecordError(RuntimeError):
@@ -75,8 +76,10 @@ def remember_spec(
     overrides: dict[str, Any] | None = None,
 ) -> None:
     """Keep the experiment file, its `--set` overrides and its run ids (per scale) beside its results; both
-    files are replaced atomically (a kill or a full disk leaves the previous version), never through a link."""
-    real_folder(exp_dir)
+    files are replaced atomically (a kill or a full disk leaves the previous version), never through a link.
+    Called once the driver holds the lock: a linked store folder is refused here, before any run trains."""
+    for folder in STORE_FOLDERS:
+        real_folder(exp_dir, folder)
     if Path(experiment.source).resolve() != (exp_dir / SPEC_COPY).resolve():
         replace_file(exp_dir / SPEC_COPY, Path(experiment.source).read_bytes())
     meta = _meta_to_update(exp_dir)

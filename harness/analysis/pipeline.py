@@ -18,6 +18,7 @@ from harness.analysis.early_stop import early_stopping_table
 from harness.analysis.emp import expected_max_table
 from harness.experiment.paper import parse_paper
 from harness.experiment.spec import AdaptiveSeeds
+from harness.storage.safe_files import real_folder
 from harness.storage.store import load_curves, load_runs, write_parquet_atomic
 
 
@@ -74,11 +75,11 @@ def analyze_experiment(
     [paper] section and adaptive seed budget (verdicts.parquet holds one verdict per claim).
     """
     exp_dir = Path(exp_dir)
-    out = Path(out_dir) if out_dir is not None else exp_dir / "analysis"
     runs, curves = load_scoped(exp_dir, run_ids)
     tables = analyze_runs(
         runs, curves, thresholds, baseline, n_boot=n_boot, n_perm=n_perm, seed=seed, paper=paper, adaptive=adaptive
     )
+    out = real_folder(out_dir) if out_dir is not None else real_folder(exp_dir, "analysis")  # never a linked folder
     for name, frame in tables.items():
         write_parquet_atomic(frame, out / f"{name}.parquet")
     return tables

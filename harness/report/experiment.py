@@ -18,6 +18,7 @@ from harness.experiment.spec import ExperimentSpec
 from harness.report import churn as churn_report
 from harness.report import layout, plots, sections
 from harness.report.deviations import deviations_section, eval_split_sizes, parse_setting
+from harness.report.folder import is_stage, publish, stage_report
 from harness.report.forest import forest_plot
 from harness.report.paper import PaperReference, ReportError, paper_table, parse_paper, verdict_table
 from harness.report.provenance import (
@@ -44,6 +45,7 @@ from harness.report.tables import (
     stopped_table,
     summary_table,
 )
+from harness.storage.safe_files import real_folder
 from harness.storage.store import load_predictions
 
 REPORT_DIR = "report"
@@ -63,19 +65,14 @@ VERDICT_NOTE = (
 )
 
 
-def clear_figures(out: Path) -> None:
-    """Remove the figures of an earlier report from `out` (a figure not drawn this time must not linger)."""
-    for old in out.glob("*.png"):
-        old.unlink()
-
-
 def write_markdown_report(md: list[str], out: Path, files: list[list[str]], title: str) -> Path:
-    """Close `md` with a "Files" table of `files` ([name, content] rows), write out/report.md and its HTML."""
+    """Close `md` with a "Files" table of `files` ([name, content] rows), write out/report.md and its HTML;
+    `out` from stage_report is then published (harness/report/folder.py). Returns the report.md path."""
     md = [*md, "## Files", "", md_table(["file", "content"], files, "ll"), ""]
     md_path = out / "report.md"
     md_path.write_text("\n".join(md), encoding="utf-8")
     write_html(md_path, title=title)
-    return md_path
+    return publish(out) / md_path.name if is_stage(out) else md_path
 
 
 def recipe_order(runs: pd.DataFrame, spec: ExperimentSpec | None) -> list[str]:
@@ -184,14 +181,12 @@ def write_report(
         k: order_frame(v, runs)
         for k, v in analyze_experiment(
             exp_dir, thresholds, baseline, n_boot=n_boot, n_perm=n_perm, run_ids=run_ids,
-            out_dir=Path(out_dir) / "analysis" if out_dir is not None else None,
+            out_dir=real_folder(out_dir, "analysis") if out_dir is not None else None,
             paper=spec.paper if spec else None, adaptive=spec.adaptive if spec else None,
         ).items()
     }  # fmt: skip
     degenerate = is_degenerate(runs, thresholds)
-    out = Path(out_dir) if out_dir is not None else exp_dir / REPORT_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    clear_figures(out)
+    out = stage_report(out_dir) if out_dir is not None else stage_report(exp_dir, REPORT_DIR)  # published at the end
     colors = plots.group_colors(recipes)
     summary, rules = tables["summary"], tables["degenerate_rules"]
     metrics = dict(zip(runs["task"].astype(str), runs["metric"].astype(str), strict=True))

@@ -222,7 +222,8 @@ def write_report(
     out_dir: str | Path | None = None,
     run_ids: Collection[str] | None = None,
 ) -> Path:
-    """Analyse the store under exp_dir and write exp_dir/report/{report.md, report.html, *.png}; returns report.md.
+    """Write exp_dir/report/{report.md, report.html, *.png} from the analysis tables (read back from
+    exp_dir/analysis when the store has not changed since they were written, else computed); returns report.md.
 
     With out_dir, everything (the analysis tables under out_dir/analysis) goes there and nothing is written
     under exp_dir, so a read-only store can be reported. run_ids: the runs of the spec being reported (None:
@@ -248,6 +249,7 @@ def write_report(
         for k, v in analyze_experiment(
             exp_dir, thresholds, baseline, n_boot=n_boot, n_perm=n_perm, run_ids=run_ids,
             out_dir=Path(out_dir) / "analysis" if out_dir is not None else None,
+            data_dir=spec.data_dir if spec else None,
         ).items()
     }  # fmt: skip
     degenerate = is_degenerate(runs, thresholds)
@@ -422,7 +424,7 @@ def write_report(
 
     md += churn_report.budget_section(exp_dir)
     md += churn_report.seeds_needed_section(runs, recipes, spec.paper if spec else None)
-    md += churn_report.churn_section(exp_dir, runs, recipes, colors, out, spec.data_dir if spec else None)
+    md += churn_report.churn_section(exp_dir, runs, tables, recipes, colors, out, spec.data_dir if spec else None)
 
     files = [
         ["`analysis/*.parquet`", "every analysis table behind this report (`harness analyze`)"],

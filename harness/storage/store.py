@@ -254,6 +254,12 @@ def _list_parts(folder: Path) -> dict[str, tuple[int, int]]:
     return parts
 
 
+def part_stats(exp_dir: str | Path, table: str) -> dict[str, tuple[int, int]]:
+    """The parts of one table folder (runs, curves, predictions, ...): file name -> (mtime_ns, size). Their
+    identity, without reading them: what a cache of anything computed from the store compares."""
+    return _list_parts(Path(exp_dir) / table)
+
+
 def _read_parts(folder: Path, names: list[str], columns: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Every part's rows; on any unreadable or foreign-schema part, fall back to one part at a time and
     quarantine the bad ones (see quarantine_part)."""

@@ -230,17 +230,29 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from harness.analysis import analyze_experiment, format_summary
+    from harness.analysis import format_claims, format_summary, load_or_analyze
+    from harness.analysis.terminal import in_experiment_order
 
     exp_dir, spec = resolve_experiment_dir(args.experiment, _results_root(args), args.scale, args.data_dir)
     thresholds = dict(spec.degenerate_threshold) if spec else None
     baseline = args.baseline or (spec.recipes[0] if spec else None)
     out = Path(args.out) if args.out else exp_dir / "analysis"
     run_ids = scoped_run_ids(args, exp_dir, spec)
-    tables = analyze_experiment(exp_dir, thresholds=thresholds, baseline=baseline, out_dir=out, run_ids=run_ids)
-    print(format_summary(tables["summary"]))
+    analysis = load_or_analyze(
+        exp_dir, thresholds=thresholds, baseline=baseline, out_dir=out, run_ids=run_ids,
+        data_dir=spec.data_dir if spec else None, reuse=not args.recompute,
+    )  # fmt: skip
+    tasks, recipes = (spec.tasks, spec.recipes) if spec else ((), ())
+    print(format_summary(in_experiment_order(analysis.tables["summary"], tasks, recipes)))
+    verdicts = analysis.tables.get("verdicts")
+    if verdicts is not None and len(verdicts):
+        print("\n" + format_claims(verdicts))
     _say_others(exp_dir, run_ids)
-    print(f"\nanalysis tables written to {out}")
+    if analysis.reused:
+        print(f"\nanalysis tables in {out} are current (the store has not changed since they were written; "
+              "--recompute recomputes them)")  # fmt: skip
+    else:
+        print(f"\nanalysis tables written to {out}")
     return 0
 
 
@@ -355,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     scoped(analyze)
     analyze.add_argument("--baseline", help="recipe every other recipe is compared with (default: the first)")
     analyze.add_argument("--out", help="tables folder (default: results/<name>/analysis; e.g. for a read-only store)")
+    analyze.add_argument(
+        "--recompute", action="store_true", help="recompute the tables even when the store has not changed since"
+    )
     analyze.set_defaults(func=cmd_analyze)
 
     report = sub.add_parser("report", help="Markdown + HTML report with plots -> results/<name>/report/")

@@ -101,26 +101,15 @@ def _say_others(exp_dir: Path, run_ids: frozenset[str] | None) -> None:
 
 def preflight(experiment: ExperimentSpec, data_dir: str | None) -> None:
     """Fail before any run starts when a model or a data file is missing, instead of N failed runs."""
-    from harness.experiment.data import load_split
-    from harness.preflight import check_experiment, model_config
-    from harness.training.model_source import resolve_model  # no torch: the workers import it, not the driver
+    from harness.preflight import preflight_checks
 
-    configs = {
-        model: model_config(model, resolve_model(model)) for model in dict.fromkeys(r.model for r in experiment.runs)
-    }
-    tasks = {r.task: r.task_def for r in experiment.runs}
-    tasks |= {
-        r.recipe.intermediate_task: r.recipe.intermediate_task for r in experiment.runs if r.recipe.intermediate_task
-    }
-    train_sizes = {}
-    for name, task in tasks.items():
-        train_sizes[name] = len(load_split(task, "train", data_dir))
-        load_split(task, "dev", data_dir)
-    check_experiment(experiment, configs, train_sizes)
+    preflight_checks(experiment, data_dir)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     experiment = _load(args.experiment, args.scale, args.data_dir, getattr(args, "set", None))  # before torch
+    if getattr(args, "dry_run", False):
+        return dry_run(args, experiment)
     if (args.backend or experiment.schedule.backend) == "local":
         from harness.schedule.local import prewarm
 
@@ -156,6 +145,36 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def dry_run(args: argparse.Namespace, experiment: ExperimentSpec) -> int:
+    """`harness run --dry-run`: the plan (harness/schedule/plan.py) and every check a run makes first, without
+    training or importing torch; exit 0 when it would run, else 2 with the first problem as one line."""
+    from harness.preflight import preflight_checks
+    from harness.schedule.plan import format_plan, plan_run
+
+    root = _results_root(args)
+    exp_dir = experiment_folder(root, experiment.name, f"{args.experiment}: 'name'")
+    checks: list[tuple[str, str]] = [("experiment file", f"{len(experiment.runs)} run(s) of {experiment.source}")]
+    problems = []
+    try:
+        _refuse_imported(exp_dir)
+        preflight_checks(
+            experiment, args.data_dir or experiment.data_dir, lambda name, found: checks.append((name, found))
+        )
+    except Exception as exc:
+        if not isinstance(exc, _known_errors()):
+            raise
+        problems.append(str(exc))
+    plan = plan_run(
+        experiment, root, backend=args.backend, max_workers=args.workers,
+        retry_failed=getattr(args, "retry_failed", False), checks=checks, problems=problems,
+    )  # fmt: skip
+    print(format_plan(plan))
+    if plan.problems:
+        print(f"error: {plan.problems[0]}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -355,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", help="Ray cluster address (default: start a local one)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--retry-failed", action="store_true", help="also run again the runs stored as failed")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the plan (runs per configuration, stored/reused/failed, engine and seed groups, slots, checks, "
+        "estimated time) without running anything; exit 0 if it would run, 2 otherwise",
+    )
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", help="done / failed / diverged / stopped / pending per recipe")

@@ -12,7 +12,7 @@ import pytest
 
 from harness.analysis import inputs, load_or_analyze, pipeline
 from harness.analysis.synthetic import synthetic_runs
-from harness.storage.store import CURVE_COLUMNS, RUN_COLUMNS, write_run
+from harness.storage.store import CURVE_COLUMNS, RUN_COLUMNS, load_runs, write_run
 
 FAST = {"n_boot": 50, "n_perm": 49}
 
@@ -125,3 +125,12 @@ def test_tables_are_written_before_the_record(store: Path, monkeypatch):
     with pytest.raises(OSError):
         load_or_analyze(store, **FAST, reuse=False)
     assert not (store / "analysis" / inputs.INPUTS_FILE).exists()
+
+
+def test_the_default_baseline_and_the_same_recipe_by_name_share_the_tables(store: Path, computed):
+    """`harness analyze NAME` (no baseline) then `harness report NAME` (which names the first recipe): one analysis."""
+    first_recipe = str(load_runs(store)["recipe"].iloc[0])  # runs load in run-id order
+    load_or_analyze(store, **FAST)
+    assert load_or_analyze(store, baseline=first_recipe, **FAST).reused and len(computed) == 1
+    other = next(r for r in ("default", "better") if r != first_recipe)
+    assert not load_or_analyze(store, baseline=other, **FAST).reused

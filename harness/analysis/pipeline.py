@@ -14,7 +14,7 @@ from harness.analysis.agreement import prediction_tables, task_context
 from harness.analysis.compare import compare_table
 from harness.analysis.decomposition import variance_decomposition
 from harness.analysis.degenerate import degenerate_rules, fill_finished_nan
-from harness.analysis.describe import summarize
+from harness.analysis.describe import COUNTED_STATUSES, summarize
 from harness.analysis.early_stop import early_stopping_table
 from harness.analysis.emp import expected_max_table
 from harness.storage.store import load_curves, load_predictions, load_runs, write_parquet_atomic
@@ -79,11 +79,13 @@ def load_or_analyze(
     is, for the gold labels of the per-example tables."""
     exp_dir = Path(exp_dir)
     out = Path(out_dir) if out_dir is not None else exp_dir / "analysis"
+    runs = scoped_runs(exp_dir, run_ids)
+    baseline = effective_baseline(runs, baseline)
     options = {"thresholds": dict(thresholds or {}), "baseline": baseline, "n_boot": n_boot, "n_perm": n_perm,
                "seed": seed, "data_dir": data_dir}  # fmt: skip
     if reuse and (tables := inputs.stored_tables(out, inputs.fingerprint(exp_dir, run_ids, options))) is not None:
         return Analysis(tables, True, out)
-    runs, curves = load_scoped(exp_dir, run_ids)
+    curves = scoped_curves(exp_dir, runs)
     predictions = load_predictions(exp_dir)
     predictions = predictions[predictions["run_id"].isin(set(runs["run_id"]))].reset_index(drop=True)
     labels, regression = task_context(runs, predictions, data_dir)
@@ -108,14 +110,39 @@ def analyze_experiment(
     return load_or_analyze(exp_dir, thresholds, baseline, **options).tables  # type: ignore[arg-type]
 
 
-def load_scoped(exp_dir: Path, run_ids: Collection[str] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stored runs and curves, only those of `run_ids` when given; attrs["other_runs"] counts the rest."""
-    runs, curves = load_runs(exp_dir), load_curves(exp_dir)
+def effective_baseline(runs: pd.DataFrame, baseline: str | None) -> str | None:
+    """The recipe the comparisons use: `baseline`, else compare_table's default (the first recipe of the counted
+    runs) when every task has it, so that asking for it by name or not computes, and fingerprints, the same
+    tables; None when some task lacks it (each task then compares with its own first recipe)."""
+    if baseline is not None:
+        return baseline
+    counted = runs[runs["status"].astype(str).isin(COUNTED_STATUSES)]
+    if counted.empty:
+        return None
+    first = str(counted["recipe"].iloc[0])
+    has_it = counted.groupby(counted["task"].astype(str))["recipe"].agg(lambda r: first in set(r.astype(str)))
+    return first if bool(has_it.all()) else None
+
+
+def scoped_runs(exp_dir: Path, run_ids: Collection[str] | None) -> pd.DataFrame:
+    """Stored runs, only those of `run_ids` when given; attrs["other_runs"] counts the rest."""
+    runs = load_runs(exp_dir)
     others = 0
     if run_ids is not None:
         keep = runs["run_id"].isin(set(run_ids))
         others = int((~keep).sum())
         runs = runs[keep].reset_index(drop=True)
-        curves = curves[curves["run_id"].isin(set(runs["run_id"]))].reset_index(drop=True)
     runs.attrs["other_runs"] = others
-    return runs, curves
+    return runs
+
+
+def scoped_curves(exp_dir: Path, runs: pd.DataFrame) -> pd.DataFrame:
+    """The stored curves of `runs`."""
+    curves = load_curves(exp_dir)
+    return curves[curves["run_id"].isin(set(runs["run_id"]))].reset_index(drop=True)
+
+
+def load_scoped(exp_dir: Path, run_ids: Collection[str] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stored runs and curves, only those of `run_ids` when given; attrs["other_runs"] counts the rest."""
+    runs = scoped_runs(exp_dir, run_ids)
+    return runs, scoped_curves(exp_dir, runs)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import comb
 
+from harness.analysis.early_stop import _level_mean  # unchanged: levels and survival to a mean
+
 
 def _no_good_in_top(universe: np.ndarray, good: np.ndarray, early: np.ndarray, t: int, p: int) -> float:
     bad = universe & ~good
@@ -27,15 +29,6 @@ def _no_good_in_top(universe: np.ndarray, good: np.ndarray, early: np.ndarray, t
                 ways = comb(a, j) * comb(g_at, g) * comb(b_at, m) * comb(c, t - j - g - m)
                 total += float(np.sum(np.nan_to_num(w) * ways))
     return total
-
-
-def _level_mean(levels: np.ndarray, survival: np.ndarray) -> float:
-    finite = np.isfinite(levels)
-    if not finite.any():
-        return float("nan")
-    v, s = levels[finite], survival[finite]
-    mass = s - np.r_[s[1:], 0.0]
-    return float(np.sum(v * mass) / s[0]) if s[0] > 0 else float("nan")
 
 
 def reference_exact_rule(final: np.ndarray, early: np.ndarray, t: int, p: int) -> tuple[float, float, float]:

@@ -134,3 +134,15 @@ def test_config_matrices_match_a_pivot_per_configuration():
         want = want.reindex(index=ids)
         np.testing.assert_array_equal(mat, want.to_numpy(float))
         np.testing.assert_array_equal(frac, sub.groupby("eval_index")["fraction"].median().to_numpy(float))
+
+
+def test_configurations_too_large_for_a_table_sum_each_term_to_the_same(monkeypatch):
+    import harness.analysis.early_stop as es
+
+    rng = np.random.default_rng(7)
+    final, early = np.round(rng.normal(70, 3, 40)), np.round(rng.normal(60, 3, 40))
+    with_table = es.exact_rules(final, [early], [(10, 2), (20, 5)])
+    monkeypatch.setattr(es, "TABLE_CELLS", 0)
+    without = es.exact_rules(final, [early], [(10, 2), (20, 5)])
+    for rule in ((10, 2), (20, 5)):
+        assert without[0][rule] == pytest.approx(with_table[0][rule], rel=1e-12)

@@ -11,26 +11,16 @@ import pandas as pd
 import pytest
 
 from harness.analysis import inputs, load_or_analyze, pipeline
-from harness.analysis.synthetic import synthetic_runs
-from harness.storage.store import CURVE_COLUMNS, RUN_COLUMNS, load_runs, write_run
+from harness.analysis.synthetic import synthetic_runs, write_synthetic_store
+from harness.storage.store import load_runs, write_run
 
 FAST = {"n_boot": 50, "n_perm": 49}
-
-
-def _store(exp_dir: Path) -> pd.DataFrame:
-    runs, curves = synthetic_runs(n_init=3, n_order=3, n_evals=4, seed=2)
-    for run in runs.to_dict("records"):
-        row = {k: v for k, v in run.items() if k in RUN_COLUMNS}
-        row.update(steps_done=100, total_steps=100, attempts=1)
-        points = curves[curves.run_id == run["run_id"]].drop(columns="run_id").to_dict("records")
-        write_run(exp_dir, row, [{k: v for k, v in p.items() if k in CURVE_COLUMNS} for p in points])
-    return runs
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("template") / "exp"
-    _store(folder)
+    write_synthetic_store(folder, *synthetic_runs(n_init=3, n_order=3, n_evals=4, seed=2))
     return folder
 
 

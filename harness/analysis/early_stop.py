@@ -95,6 +95,9 @@ def _final_and_early(mat: np.ndarray, frac: np.ndarray, fraction: float) -> tupl
     return final, early
 
 
+TABLE_CELLS = 4_000_000  # 32 MB per rule table: up to ~2,000 seeds in one configuration
+
+
 class _Binomials:
     """C(n, k) for n <= n_max, k <= k_max (scipy's floating-point comb), and per rule (t, p) the table
     T[a, c] = sum_{j=p}^{t-1} C(a, j) C(c, t-1-j): the t-subsets holding one seed s, j >= p of the a bad seeds
@@ -105,6 +108,13 @@ class _Binomials:
         self.n = n_max + 1
         self.c = comb(np.arange(self.n)[:, None], np.arange(k_max + 1)[None, :])
         self._tables: dict[tuple[int, int], np.ndarray] = {}
+
+    def lone(self, t: int, p: int, a: np.ndarray, c: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        """T[a, c] per term (flat = a * (n_max + 1) + c): read from the rule's table, or summed per term when a
+        table of (n_max + 1)^2 cells would not fit in TABLE_CELLS (a configuration of thousands of seeds)."""
+        if self.n * self.n > TABLE_CELLS:
+            return self.ahead_behind(t, p, 1, a, c)
+        return self.table(t, p)[flat]
 
     def table(self, t: int, p: int) -> np.ndarray:
         """T of rule (t, p), flattened (index a * (n_max + 1) + c)."""
@@ -218,7 +228,7 @@ def exact_rules(
             flat = terms.a * binom.n + terms.c
             tied = terms.take(np.flatnonzero((terms.g > 1) | (terms.b > 0)))
             for t, p in rules:
-                value = terms.g * binom.table(t, p)[flat]
+                value = terms.g * binom.lone(t, p, terms.a, terms.c, flat)
                 no_good[(t, p)] += np.bincount(terms.level, value, minlength=n_counts)
                 if tied.a.size:
                     no_good[(t, p)] += np.bincount(tied.level, _tied_terms(tied, t, p, binom), minlength=n_counts)

@@ -154,8 +154,10 @@ def plan_run(
     checks: Sequence[tuple[str, str]] = (),
     problems: Sequence[str] = (),
 ) -> RunPlan:
-    """The plan of `harness run` for `experiment` under results_root, reading the store but writing nothing to it.
-    checks, problems: the preflight's outcome (harness.preflight.preflight_checks); the plan adds its own."""
+    """The plan of `harness run` for `experiment` under results_root. It reads the store as `harness status` does
+    (which refreshes its load snapshot) and writes nothing else: another experiment's reusable runs are counted,
+    not copied. checks, problems: the preflight's outcome (harness.preflight.preflight_checks); the plan adds
+    its own."""
     root = Path(results_root)
     name = backend or experiment.schedule.backend
     exp_dir = experiment_dir(root, experiment.name)

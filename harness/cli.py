@@ -121,26 +121,9 @@ def _say_driver(exp_dir: Path) -> None:
 
 def preflight(experiment: ExperimentSpec, data_dir: str | None) -> None:
     """Fail before any run starts when a model or a data file is missing, instead of N failed runs."""
-    from harness.experiment.data import load_split
-    from harness.preflight import check_dev_set, check_experiment, model_config, sample_notes
-    from harness.training.model_source import resolve_model  # no torch: the workers import it, not the driver
+    from harness.preflight import preflight_checks
 
-    configs = {
-        model: model_config(model, resolve_model(model)) for model in dict.fromkeys(r.model for r in experiment.runs)
-    }
-    tasks = {r.task: r.task_def for r in experiment.runs}
-    tasks |= {
-        r.recipe.intermediate_task: r.recipe.intermediate_task for r in experiment.runs if r.recipe.intermediate_task
-    }
-    train_sizes, dev_sets = {}, {}
-    for name, task in tasks.items():
-        train_sizes[name] = len(load_split(task, "train", data_dir))
-        dev_sets[name] = load_split(task, "dev", data_dir)
-    check_experiment(experiment, configs, train_sizes)
-    where = experiment.source or experiment.name
-    for spec in {(r.task, r.eval_protocol, r.split_seed, r.eval_size): r for r in experiment.runs}.values():
-        check_dev_set(spec, dev_sets[spec.task], where)
-    for note in sample_notes(experiment, train_sizes):
+    for note in preflight_checks(experiment, data_dir):
         print(f"note: {note}", file=sys.stderr)
 
 
@@ -148,6 +131,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise CliError(f"--workers {args.workers}: give at least 1 (runs in parallel), or omit it for one per slot")
     experiment = _load(args.experiment, args.scale, args.data_dir, getattr(args, "set", None))  # before torch
+    if getattr(args, "dry_run", False):
+        return dry_run(args, experiment)
     if (args.backend or experiment.schedule.backend) == "local":
         from harness.schedule.local import prewarm
 
@@ -183,6 +168,36 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def dry_run(args: argparse.Namespace, experiment: ExperimentSpec) -> int:
+    """`harness run --dry-run`: the plan (harness/schedule/plan.py) and every check a run makes first, without
+    training or importing torch; exit 0 when it would run, else 2 with the first problem as one line."""
+    from harness.preflight import preflight_checks
+    from harness.schedule.plan import format_plan, plan_run
+
+    root = _results_root(args)
+    exp_dir = experiment_folder(root, experiment.name, f"{args.experiment}: 'name'")
+    checks: list[tuple[str, str]] = [("experiment file", f"{len(experiment.runs)} run(s) of {experiment.source}")]
+    problems = []
+    try:
+        _refuse_imported(exp_dir)
+        preflight_checks(
+            experiment, args.data_dir or experiment.data_dir, lambda name, found: checks.append((name, found))
+        )
+    except Exception as exc:
+        if not isinstance(exc, _known_errors()):
+            raise
+        problems.append(str(exc))
+    plan = plan_run(
+        experiment, root, backend=args.backend, max_workers=args.workers,
+        retry_failed=getattr(args, "retry_failed", False), checks=checks, problems=problems,
+    )  # fmt: skip
+    print(format_plan(plan))
+    if plan.problems:
+        print(f"error: {plan.problems[0]}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -253,21 +268,31 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from harness.analysis import analyze_experiment, format_summary
+    from harness.analysis import format_claims, format_summary, load_or_analyze
+    from harness.analysis.terminal import in_experiment_order
 
     exp_dir, spec = resolve_experiment_dir(args.experiment, _results_root(args), args.scale, args.data_dir)
     thresholds = dict(spec.degenerate_threshold) if spec else None
     baseline = args.baseline or (spec.recipes[0] if spec else None)
     out = Path(args.out) if args.out else None
     run_ids = scoped_run_ids(args, exp_dir, spec)
-    tables = analyze_experiment(
+    analysis = load_or_analyze(
         exp_dir, thresholds=thresholds, baseline=baseline, out_dir=out, run_ids=run_ids,
+        data_dir=spec.data_dir if spec else None, reuse=not args.recompute,
         paper=spec.paper if spec else None, adaptive=spec.adaptive if spec else None,
     )  # fmt: skip
-    print(format_summary(tables["summary"]))
+    tasks, recipes = (spec.tasks, spec.recipes) if spec else ((), ())
+    print(format_summary(in_experiment_order(analysis.tables["summary"], tasks, recipes)))
+    verdicts = analysis.tables.get("verdicts")
+    if verdicts is not None and len(verdicts):
+        print("\n" + format_claims(verdicts))
     _say_others(exp_dir, run_ids)
     _say_driver(exp_dir)
-    print(f"\nanalysis tables written to {out or exp_dir / 'analysis'}")
+    if analysis.reused:
+        print(f"\nanalysis tables in {analysis.folder} are current (the store has not changed since they were written; "
+              "--recompute recomputes them)")  # fmt: skip
+    else:
+        print(f"\nanalysis tables written to {analysis.folder}")
     return 0
 
 
@@ -376,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", help="Ray cluster address (default: start a local one)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--retry-failed", action="store_true", help="also run again the runs stored as failed")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the plan (runs per configuration, stored/reused/failed, engine and seed groups, slots, checks, "
+        "estimated time) without running anything; exit 0 if it would run, 2 otherwise",
+    )
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", help="done / failed / diverged / stopped / pending per recipe")
@@ -388,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     scoped(analyze)
     analyze.add_argument("--baseline", help="recipe every other recipe is compared with (default: the first)")
     analyze.add_argument("--out", help="tables folder (default: results/<name>/analysis; e.g. for a read-only store)")
+    analyze.add_argument(
+        "--recompute", action="store_true", help="recompute the tables even when the store has not changed since"
+    )
     analyze.set_defaults(func=cmd_analyze)
 
     report = sub.add_parser("report", help="Markdown + HTML report with plots -> results/<name>/report/")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ def hub_offline() -> bool:
 def model_config(name: str, source: str) -> Mapping[str, Any] | None:
     """The model's config.json as a dict: from its folder, else from the hub cache. Offline, a hub id that is
     not cached is an error here (in a second) instead of ~50 s of HTTP retries per run."""
-    from harness.training.models import ModelError
+    from harness.training.model_source import ModelError  # not training.models: that one imports torch
 
     folder = Path(source)
     if folder.is_dir():
@@ -148,3 +148,49 @@ def sample_notes(experiment: ExperimentSpec, train_sizes: Mapping[str, int]) -> 
                 "its runs train on the whole training set (sample_seed changes nothing)"
             )
     return list(notes.values())
+
+
+def describe_model(source: str, config: Mapping[str, Any] | None) -> str:
+    """Where a model's config came from and what it says (for `harness run --dry-run`)."""
+    where = f"folder {source}" if Path(source).is_dir() else (f"hub id {source}, cached" if config else "")
+    if config is None:
+        return where or f"hub id {source}, not in the hub cache: downloaded when the runs start"
+    layers, positions = config.get("num_hidden_layers", "?"), config.get("max_position_embeddings", "?")
+    return f"{where}: {config.get('model_type', '?')}, {layers} layers, {positions} positions"
+
+
+def preflight_checks(
+    experiment: ExperimentSpec, data_dir: str | None, on_check: Callable[[str, str], None] = lambda name, found: None
+) -> list[str]:
+    """Every check `harness run` makes before any run starts, instead of N failed runs: each model resolves (a
+    hub id offline must be cached), each task's train and dev files read, the fields hold against the model
+    and the data (check_experiment) and each dev set fills its evaluation splits (check_dev_set).
+    on_check(name, what was found) follows each check that passes; the first that fails raises (ModelError,
+    DataError, PreflightError), naming the field or file. Returns notes for the user (sample_notes)."""
+    from harness.experiment.data import load_split
+    from harness.training.model_source import resolve_model  # no torch: the workers import it, not the driver
+
+    configs = {}
+    for model in dict.fromkeys(r.model for r in experiment.runs):
+        source = resolve_model(model)
+        configs[model] = model_config(model, source)
+        on_check(f"model {model}", describe_model(source, configs[model]))
+    tasks = {r.task: r.task_def for r in experiment.runs}
+    tasks |= {
+        r.recipe.intermediate_task: r.recipe.intermediate_task for r in experiment.runs if r.recipe.intermediate_task
+    }
+    train_sizes, dev_sets = {}, {}
+    for name, task in tasks.items():
+        train_sizes[name] = len(load_split(task, "train", data_dir))
+        dev_sets[name] = load_split(task, "dev", data_dir)
+        on_check(f"data {name}", f"{train_sizes[name]} train / {len(dev_sets[name])} dev examples")
+    check_experiment(experiment, configs, train_sizes)
+    where = experiment.source or experiment.name
+    for spec in {(r.task, r.eval_protocol, r.split_seed, r.eval_size): r for r in experiment.runs}.values():
+        check_dev_set(spec, dev_sets[spec.task], where)
+    on_check(
+        "fields",
+        "max_seq_length, model_layers, reinit_layers fit the model; head_warmup_steps < updates; "
+        "each dev set fills its evaluation splits",
+    )
+    return sample_notes(experiment, train_sizes)

@@ -103,3 +103,11 @@ def test_prediction_matrix_from_store_table():
     )  # fmt: skip
     ids, m = prediction_matrix(frame, ["a", "b", "c", "missing"], "test")
     assert ids == ["a", "b"] and m.tolist() == [[1.0, 1.0], [0.0, 1.0]]  # c has a different length
+
+
+def test_churn_between_recipes_is_the_mean_over_cross_pairs():
+    """The class-count form of the cross-recipe churn equals its definition: the mean over every (a, b) seed pair."""
+    rng = np.random.default_rng(9)
+    a, b = rng.integers(0, 3, (6, 50)), rng.integers(0, 3, (4, 50))
+    explicit = np.mean([pair_churn(x, y) for x in a for y in b])
+    assert recipe_agreement(a, b).between == pytest.approx(explicit, rel=1e-12)

@@ -93,3 +93,56 @@ def test_table_is_exact_has_a_quarter_fraction_and_no_rule_that_keeps_everything
     again = early_stopping_table(curves, runs, n_start=(5, 10, 20), keep=(1, 2, 5, 10), seed=5)
     exact = t.method == "exact"  # exact cells do not move with the seed
     assert again.loc[exact, "p_best_survives"].to_numpy() == pytest.approx(t.loc[exact, "p_best_survives"])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_exact_rule_equals_the_first_implementation(seed):
+    """The table-based sums against the level-by-level loops they replaced (tests/early_stop_reference.py), on
+    scores with ties in the final score and at the cut, and NaN (-inf) seeds: equal within float rounding."""
+    from early_stop_reference import reference_exact_rule
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(6, 45))
+    final = np.round(rng.normal(70, 3, n), int(rng.integers(0, 2)))
+    early = np.round(rng.normal(60, 3, n), int(rng.integers(0, 2)))
+    final[rng.random(n) < 0.1] = -np.inf
+    early[rng.random(n) < 0.15] = -np.inf
+    for t in sorted({2, 5, 10, 20, n} & set(range(1, n + 1))):
+        for p in (q for q in (1, 2, 5, 10) if q <= t):
+            got = exact_rule(final, early, t, p)
+            want = reference_exact_rule(final, early, t, p)
+            assert got == pytest.approx(want, rel=1e-12, abs=1e-12, nan_ok=True)
+
+
+def test_config_matrices_match_a_pivot_per_configuration():
+    """One pass over the curves gives each configuration the matrix a pivot of its own curves gives: its own eval
+    indices, the last non-NaN value of a repeated point, a NaN row for a run without a curve, median fractions."""
+    from harness.analysis.early_stop import config_matrices
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for run in range(12):
+        for k in range(5 if run < 6 else 3):  # the second configuration has fewer evaluations
+            rows.append({"run_id": f"r{run}", "eval_index": k, "fraction": (k + 1) / 5 + rng.normal(0, 0.01),
+                         "val_metric": rng.normal(60, 5)})  # fmt: skip
+    rows.append({"run_id": "r1", "eval_index": 2, "fraction": 0.6, "val_metric": np.nan})  # a repeat, NaN: skipped
+    curves = pd.DataFrame(rows)
+    groups = [[f"r{i}" for i in range(6)] + ["no-curve"], [f"r{i}" for i in range(6, 12)]]
+    for ids, (mat, frac) in zip(groups, config_matrices(curves, groups), strict=True):
+        sub = curves[curves.run_id.isin(ids)]
+        want = sub.pivot_table(index="run_id", columns="eval_index", values="val_metric", aggfunc="last", dropna=False)
+        want = want.reindex(index=ids)
+        np.testing.assert_array_equal(mat, want.to_numpy(float))
+        np.testing.assert_array_equal(frac, sub.groupby("eval_index")["fraction"].median().to_numpy(float))
+
+
+def test_configurations_too_large_for_a_table_sum_each_term_to_the_same(monkeypatch):
+    import harness.analysis.early_stop as es
+
+    rng = np.random.default_rng(7)
+    final, early = np.round(rng.normal(70, 3, 40)), np.round(rng.normal(60, 3, 40))
+    with_table = es.exact_rules(final, [early], [(10, 2), (20, 5)])
+    monkeypatch.setattr(es, "TABLE_CELLS", 0)
+    without = es.exact_rules(final, [early], [(10, 2), (20, 5)])
+    for rule in ((10, 2), (20, 5)):
+        assert without[0][rule] == pytest.approx(with_table[0][rule], rel=1e-12)

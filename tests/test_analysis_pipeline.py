@@ -4,17 +4,11 @@ import sys
 import pandas as pd
 
 from harness.analysis import analyze_experiment
-from harness.analysis.synthetic import synthetic_runs
-from harness.storage.store import CURVE_COLUMNS, RUN_COLUMNS, write_run
+from harness.analysis.synthetic import synthetic_runs, write_synthetic_store
 
 
 def test_analyze_experiment_writes_every_table(tmp_path):
-    runs, curves = synthetic_runs(n_init=3, n_order=3, n_evals=4, seed=2)
-    for run in runs.to_dict("records"):
-        row = {k: v for k, v in run.items() if k in RUN_COLUMNS}
-        row.update(steps_done=100, total_steps=100, attempts=1)
-        points = curves[curves.run_id == run["run_id"]].drop(columns="run_id").to_dict("records")
-        write_run(tmp_path, row, [{k: v for k, v in p.items() if k in CURVE_COLUMNS} for p in points])
+    write_synthetic_store(tmp_path, *synthetic_runs(n_init=3, n_order=3, n_evals=4, seed=2))
     tables = analyze_experiment(tmp_path, n_boot=100, n_perm=99)
     for name in ("summary", "comparisons", "expected_max", "variance_decomposition", "early_stopping"):
         assert (tmp_path / "analysis" / f"{name}.parquet").exists(), name

@@ -14,12 +14,14 @@ from harness.analysis.degenerate import (
 from harness.analysis.describe import Description, describe, iqm, summarize
 from harness.analysis.early_stop import EarlyStopResult, early_stopping_table, simulate_early_stopping
 from harness.analysis.emp import expected_max, expected_max_table
-from harness.analysis.pipeline import analyze_experiment, analyze_runs, format_summary
+from harness.analysis.pipeline import analyze_experiment, analyze_runs, load_or_analyze
+from harness.analysis.terminal import format_claims, format_summary
 
 __all__ = [
     "AsoResult", "Comparison", "Decomposition", "DegenerateRule", "Description", "EarlyStopResult", "Interval",
     "analyze_experiment", "analyze_runs", "aso", "bootstrap_ci", "compare", "compare_table", "decompose_grid",
     "degenerate_rule", "degenerate_rules", "describe", "early_stopping_table", "expected_max", "expected_max_table",
-    "format_summary", "holm", "iqm", "is_degenerate", "probability_of_improvement", "simulate_early_stopping",
-    "summarize", "variance_decomposition", "violation_ratio", "wilson_interval",
+    "format_claims", "format_summary", "holm", "iqm", "is_degenerate", "load_or_analyze",
+    "probability_of_improvement", "simulate_early_stopping", "summarize", "variance_decomposition", "violation_ratio",
+    "wilson_interval",
 ]  # fmt: skip

@@ -97,16 +97,17 @@ def most_flipped(matrix: np.ndarray, labels: np.ndarray | None = None, top: int 
         row = {
             "example": j,
             "flip_rate": float(rate[j]),
-            "votes": ", ".join(f"{_label(v)}×{c}" for v, c in zip(values, counts, strict=True)),
+            "votes": ", ".join(f"{label_text(v)}×{c}" for v, c in zip(values, counts, strict=True)),
         }
         if labels is not None:
-            row["gold"] = _label(labels[j])
+            row["gold"] = label_text(labels[j])
             row["share_correct"] = float(np.mean(matrix[:, j] == labels[j]))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _label(value: float) -> str:
+def label_text(value: float) -> str:
+    """A class id as text: "1" for 1.0, else the number as printed."""
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
@@ -131,7 +132,11 @@ class RecipeAgreement:
 
 
 def _between(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean([pair_churn(x, y) for x in a for y in b]))
+    """Mean churn over every (seed of a, seed of b) pair, from per-example class counts: a pair agrees on an
+    example when both predict the same class, so the agreeing pairs number sum_c k_a(c) k_b(c) per example."""
+    classes = np.unique(np.concatenate([a.ravel(), b.ravel()]))
+    agree = sum(float(((a == c).sum(axis=0) * (b == c).sum(axis=0)).sum()) for c in classes)
+    return 1.0 - agree / (a.shape[0] * b.shape[0] * a.shape[1])
 
 
 def _excess(pooled: np.ndarray, is_a: np.ndarray) -> float:

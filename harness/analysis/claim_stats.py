@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.decomposition import complete_grid, decompose_grid
-from harness.analysis.early_stop import _final_and_early, _prepare, exact_rule
+from harness.analysis.early_stop import _final_and_early, config_matrices, exact_rule
 from harness.analysis.emp import _scores, max_weights, reported_val_column
 
 NAN = float("nan")
@@ -153,7 +153,7 @@ def early_stopping_gain(
     exact over subsets of the stored runs trained to the end; bootstrap over runs for the CI and p."""
     if int((rows["status"].astype(str) == "stopped").sum()):
         return _missing("runs were stopped online: only the survivors' curves reach the end, so a replay is biased")
-    mat, frac = _prepare(curves, rows)
+    mat, frac = config_matrices(curves, [rows["run_id"].astype(str).tolist()])[0]
     if mat.shape[0] == 0 or np.isnan(mat).all():
         return _missing("no stored evaluation curves")
     if mat.shape[0] < n_start:

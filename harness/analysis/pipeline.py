@@ -1,25 +1,29 @@
-"""`harness analyze <experiment>`: every analysis table from the stored results, written as Parquet."""
+"""`harness analyze <experiment>`: every analysis table from the stored results, written as Parquet, and reused
+while the store has not changed since (harness/analysis/inputs.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from harness.analysis import inputs
+from harness.analysis.agreement import prediction_tables, task_context
 from harness.analysis.claims import claim_verdicts, verdicts_frame
 from harness.analysis.compare import compare_table
 from harness.analysis.decomposition import variance_decomposition
 from harness.analysis.degenerate import degenerate_rules, fill_finished_nan
-from harness.analysis.describe import summarize
+from harness.analysis.describe import COUNTED_STATUSES, summarize
 from harness.analysis.early_stop import early_stopping_table
 from harness.analysis.emp import expected_max_table
 from harness.experiment.paper import parse_paper
 from harness.experiment.spec import AdaptiveSeeds
 from harness.storage.safe_files import real_folder
-from harness.storage.store import load_curves, load_runs, write_parquet_atomic
+from harness.storage.store import load_curves, load_predictions, load_runs, write_parquet_atomic
 
 
 def analyze_runs(
@@ -33,9 +37,13 @@ def analyze_runs(
     seed: int = 0,
     paper: Mapping[str, Any] | None = None,
     adaptive: AdaptiveSeeds | None = None,
+    predictions: pd.DataFrame | None = None,
+    labels: Mapping[str, object] | None = None,
+    regression: Collection[str] = (),
 ) -> dict[str, pd.DataFrame]:
     """All analysis tables from in-memory frames (no I/O). `paper`: the experiment's [paper] section, whose
-    claims get a verdict each (`verdicts`, empty without claims); `adaptive`: its adaptive seed budget."""
+    claims get a verdict each (`verdicts`, empty without claims); `adaptive`: its adaptive seed budget; the churn
+    tables when `predictions` are given (labels, regression: harness.analysis.agreement.task_context)."""
     raw = runs
     runs = fill_finished_nan(runs)  # one meaning of a finished run's NaN metric in every table
     out = {
@@ -52,10 +60,21 @@ def analyze_runs(
         n_boot=n_boot, n_perm=n_perm, seed=seed,
     )  # fmt: skip
     out["verdicts"] = verdicts_frame(verdicts)
+    if predictions is not None:
+        out |= prediction_tables(runs, predictions, baseline, labels, regression, seed=seed)
     return out
 
 
-def analyze_experiment(
+@dataclass(frozen=True)
+class Analysis:
+    """The tables of one analysis, and whether they were read back from the folder instead of computed."""
+
+    tables: dict[str, pd.DataFrame]
+    reused: bool
+    folder: Path
+
+
+def load_or_analyze(
     exp_dir: str | Path,
     thresholds: Mapping[str, float] | None = None,
     baseline: str | None = None,
@@ -67,73 +86,83 @@ def analyze_experiment(
     run_ids: Collection[str] | None = None,
     paper: Mapping[str, Any] | None = None,
     adaptive: AdaptiveSeeds | None = None,
-) -> dict[str, pd.DataFrame]:
-    """Load the store under exp_dir, compute every table, write <out_dir>/<name>.parquet (default
-    exp_dir/analysis; another folder for a read-only store), return them.
+    data_dir: str | None = None,
+    reuse: bool = True,
+) -> Analysis:
+    """The tables under <out_dir> (default exp_dir/analysis; another folder for a read-only store) when they were
+    computed from this store, scope and options (reuse), else compute them from the store and write them there.
 
     run_ids: the runs of the spec being analysed (None: every run in the folder); paper, adaptive: the spec's
-    [paper] section and adaptive seed budget (verdicts.parquet holds one verdict per claim).
-    """
+    [paper] section and adaptive seed budget (verdicts.parquet holds one verdict per claim; both are part of the
+    options the reuse fingerprint compares). data_dir: where the tasks' data is, for the gold labels of the
+    per-example tables."""
     exp_dir = Path(exp_dir)
-    runs, curves = load_scoped(exp_dir, run_ids)
-    tables = analyze_runs(
-        runs, curves, thresholds, baseline, n_boot=n_boot, n_perm=n_perm, seed=seed, paper=paper, adaptive=adaptive
-    )
     out = real_folder(out_dir) if out_dir is not None else real_folder(exp_dir, "analysis")  # never a linked folder
+    runs = scoped_runs(exp_dir, run_ids)
+    baseline = effective_baseline(runs, baseline)
+    options = {"thresholds": dict(thresholds or {}), "baseline": baseline, "n_boot": n_boot, "n_perm": n_perm,
+               "seed": seed, "data_dir": data_dir, "paper": paper or {},
+               "adaptive": dataclasses.asdict(adaptive) if adaptive is not None else None}  # fmt: skip
+    if reuse and (tables := inputs.stored_tables(out, inputs.fingerprint(exp_dir, run_ids, options))) is not None:
+        return Analysis(tables, True, out)
+    curves = scoped_curves(exp_dir, runs)
+    predictions = load_predictions(exp_dir)
+    predictions = predictions[predictions["run_id"].isin(set(runs["run_id"]))].reset_index(drop=True)
+    labels, regression = task_context(runs, predictions, data_dir)
+    tables = analyze_runs(
+        runs, curves, thresholds, baseline, n_boot=n_boot, n_perm=n_perm, seed=seed, paper=paper, adaptive=adaptive,
+        predictions=predictions, labels=labels, regression=regression,
+    )  # fmt: skip
+    inputs.forget(out)
     for name, frame in tables.items():
         write_parquet_atomic(frame, out / f"{name}.parquet")
-    return tables
+    inputs.remember(out, inputs.fingerprint(exp_dir, run_ids, options), list(tables))  # after the loads' quarantine
+    return Analysis(tables, False, out)
 
 
-def load_scoped(exp_dir: Path, run_ids: Collection[str] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stored runs and curves, only those of `run_ids` when given; attrs["other_runs"] counts the rest."""
-    runs, curves = load_runs(exp_dir), load_curves(exp_dir)
+def analyze_experiment(
+    exp_dir: str | Path,
+    thresholds: Mapping[str, float] | None = None,
+    baseline: str | None = None,
+    **options: object,
+) -> dict[str, pd.DataFrame]:
+    """load_or_analyze's tables (same keyword options): every analysis table of the store under exp_dir."""
+    return load_or_analyze(exp_dir, thresholds, baseline, **options).tables  # type: ignore[arg-type]
+
+
+def effective_baseline(runs: pd.DataFrame, baseline: str | None) -> str | None:
+    """The recipe the comparisons use: `baseline`, else compare_table's default (the first recipe of the counted
+    runs) when every task has it, so that asking for it by name or not computes, and fingerprints, the same
+    tables; None when some task lacks it (each task then compares with its own first recipe)."""
+    if baseline is not None:
+        return baseline
+    counted = runs[runs["status"].astype(str).isin(COUNTED_STATUSES)]
+    if counted.empty:
+        return None
+    first = str(counted["recipe"].iloc[0])
+    has_it = counted.groupby(counted["task"].astype(str))["recipe"].agg(lambda r: first in set(r.astype(str)))
+    return first if bool(has_it.all()) else None
+
+
+def scoped_runs(exp_dir: Path, run_ids: Collection[str] | None) -> pd.DataFrame:
+    """Stored runs, only those of `run_ids` when given; attrs["other_runs"] counts the rest."""
+    runs = load_runs(exp_dir)
     others = 0
     if run_ids is not None:
         keep = runs["run_id"].isin(set(run_ids))
         others = int((~keep).sum())
         runs = runs[keep].reset_index(drop=True)
-        curves = curves[curves["run_id"].isin(set(runs["run_id"]))].reset_index(drop=True)
     runs.attrs["other_runs"] = others
-    return runs, curves
+    return runs
 
 
-SUMMARY_VIEW = [
-    ("task", "task", "{}"), ("recipe", "recipe", "{}"), ("n", "n", "{:d}"), ("n_diverged", "div", "{:d}"),
-    ("n_failed", "fail", "{:d}"), ("mean", "mean", "{:.1f}"), ("std", "std", "{:.1f}"), ("median", "median", "{:.1f}"),
-    ("iqm", "iqm", "{:.1f}"), ("min", "min", "{:.1f}"), ("max", "max", "{:.1f}"),
-    ("degenerate_rate", "degen%", "{:.0%}"), ("mean_nondeg", "mean*", "{:.1f}"), ("std_nondeg", "std*", "{:.1f}"),
-]  # fmt: skip
+def scoped_curves(exp_dir: Path, runs: pd.DataFrame) -> pd.DataFrame:
+    """The stored curves of `runs`."""
+    curves = load_curves(exp_dir)
+    return curves[curves["run_id"].isin(set(runs["run_id"]))].reset_index(drop=True)
 
 
-def _cell(value: object, fmt: str) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-        return "-"
-    try:
-        return fmt.format(int(value) if fmt == "{:d}" else value)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def format_summary(df: pd.DataFrame) -> str:
-    """Fixed-width terminal table of a `summarize` frame, with the mean's and degenerate rate's CIs."""
-    if df.empty:
-        return "(no runs)"
-    header = [title for _, title, _ in SUMMARY_VIEW] + ["mean 95% CI", "degen 95% CI"]
-    body = []
-    for row in df.to_dict("records"):
-        cells = [_cell(row.get(col), fmt) for col, _, fmt in SUMMARY_VIEW]
-        cells.append(f"[{_cell(row.get('mean_ci_lo'), '{:.1f}')}, {_cell(row.get('mean_ci_hi'), '{:.1f}')}]")
-        cells.append(f"[{_cell(row.get('degenerate_lo'), '{:.0%}')}, {_cell(row.get('degenerate_hi'), '{:.0%}')}]")
-        body.append(cells)
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    left = {0, 1}
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    rule = "  ".join("-" * w for w in widths)
-    notes = "* over non-degenerate runs; n excludes failed runs; diverged runs count as degenerate"
-    return "\n".join([line(header), rule, *(line(r) for r in body), notes])
+def load_scoped(exp_dir: Path, run_ids: Collection[str] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stored runs and curves, only those of `run_ids` when given; attrs["other_runs"] counts the rest."""
+    runs = scoped_runs(exp_dir, run_ids)
+    return runs, scoped_curves(exp_dir, runs)

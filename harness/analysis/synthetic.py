@@ -8,9 +8,12 @@ towards the final value, so early evaluations carry information about the final 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from harness.storage.store import CURVE_COLUMNS, RUN_COLUMNS, write_run
 
 TASKS = {  # task: (metric, majority_val, majority_test, base score)
     "rte": ("accuracy", 52.9, 52.5, 68.0),
@@ -85,3 +88,13 @@ def synthetic_runs(
                 )
             )  # fmt: skip
     return pd.concat(run_parts, ignore_index=True), pd.concat(curve_parts, ignore_index=True)
+
+
+def write_synthetic_store(exp_dir: str | Path, runs: pd.DataFrame, curves: pd.DataFrame) -> None:
+    """Store synthetic_runs' frames under exp_dir as `harness run` would: one write_run per run (its curve)."""
+    by_run = {run_id: group for run_id, group in curves.groupby("run_id", sort=False)}
+    for run in runs.to_dict("records"):
+        row = {k: v for k, v in run.items() if k in RUN_COLUMNS}
+        row.update(steps_done=100, total_steps=100, attempts=1)
+        points = by_run.get(run["run_id"], curves.iloc[0:0]).drop(columns="run_id").to_dict("records")
+        write_run(exp_dir, row, [{k: v for k, v in p.items() if k in CURVE_COLUMNS} for p in points])

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from harness.experiment.tasks import TASKS, TaskDef
 
@@ -343,6 +342,8 @@ def compute_metric(metric: str, predictions: Sequence[float], labels: Sequence[f
     if metric in ("spearman", "pearson"):
         if np.ptp(preds) == 0 or np.ptp(gold) == 0:
             return 0.0  # a constant predictor carries no correlation (the papers' majority baseline)
+        from scipy import stats  # only the correlation metrics need it: `harness run --dry-run` stays light
+
         fn = stats.spearmanr if metric == "spearman" else stats.pearsonr
         return float(fn(preds, gold)[0])
     raise ValueError(f"unknown metric {metric!r}")

@@ -1,13 +1,13 @@
 """Report sections: prediction churn per task, seeds needed per claim, and the adaptive seed budget.
 
-Example texts come from the task's dev split through harness/experiment/data.py with the run's own evaluation
-protocol (split seed, eval size), so the predictions table stores only indices; when the data cannot
-be read at report time the tables show indices without text.
+The churn numbers are the analysis tables churn, per_example and recipe_agreement (`harness analyze` writes
+them); example texts come from the task's dev split through harness/experiment/data.py with the run's own
+evaluation protocol (split seed, eval size), so the tables store only indices; when the data cannot be read at
+report time the tables show indices without text.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,17 +18,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from harness.analysis.churn import churn, most_flipped, per_example_accuracy, prediction_matrix, recipe_agreement
+from harness.analysis.agreement import CHURN_STATUSES, eval_examples, run_spec, top_flips
+from harness.analysis.churn import label_text
 from harness.analysis.claims import TEST_NAMES, ClaimVerdict
 from harness.analysis.describe import COUNTED_STATUSES
 from harness.analysis.power import seeds_needed
 from harness.experiment import data as D
 from harness.experiment.seed_budget import load_budget
-from harness.experiment.spec import RunSpec
 from harness.report.tables import ci, md_table, num, pct, pval
-from harness.storage.store import load_predictions
+from harness.storage.store import part_stats
 
-COUNTED = ("done", "stopped")  # runs whose predictions are a finished (or stopped) model's
 TOP_FLIPS = 8
 TEXT_CHARS = 140
 
@@ -41,25 +40,6 @@ CHURN_NOTE = (
     "permutation p means the recipes differ in *which* examples they get wrong beyond seed noise, while a "
     "high Spearman ρ of per-example accuracy means the same examples stay hard and only *how many* changes."
 )
-
-
-def _eval_examples(spec: RunSpec, split: str, data_dir: str | None) -> list[D.Example] | None:
-    """The examples of a run's evaluation split in stored order (None when the data cannot be read)."""
-    try:
-        dev = D.load_split(spec.task_def, "dev", data_dir)
-        splits = D.eval_splits(spec.task_def, dev, spec.eval_protocol, spec.split_seed, spec.eval_size)
-    except (D.DataError, OSError, ValueError):
-        return None
-    examples = splits.test if split == "test" else splits.val
-    return list(examples) if examples is not None else None
-
-
-def _spec_of(runs: pd.DataFrame) -> RunSpec | None:
-    """The RunSpec of the first run (None when its stored spec cannot be read, e.g. an imported run)."""
-    try:
-        return RunSpec.from_json(str(runs["spec"].iloc[0]))
-    except (TypeError, ValueError, KeyError):
-        return None
 
 
 def _text(example: D.Example) -> str:
@@ -75,85 +55,81 @@ def _slug(text: str) -> str:
 def churn_section(
     exp_dir: Path,
     runs: pd.DataFrame,
+    tables: Mapping[str, pd.DataFrame],
     recipes: Sequence[str],
     colors: Mapping[str, str],
     out: Path,
     data_dir: str | None = None,
 ) -> list[str]:
-    """Markdown (and one PNG per task) for the per-example predictions of the stored runs."""
+    """Markdown (and one PNG per task) from the analysis tables churn, per_example and recipe_agreement
+    (harness/analysis/agreement.py); example texts from the task data."""
     md = ["## Prediction churn between seeds", ""]
-    preds = load_predictions(exp_dir)
-    if preds.empty:
+    if not part_stats(exp_dir, "predictions"):
         return [*md, "No per-example predictions stored (runs recorded before predictions were kept).", ""]
-    counted = runs[runs["status"].astype(str).isin(COUNTED)]
+    counted = runs[runs["status"].astype(str).isin(CHURN_STATUSES)]
     for task in dict.fromkeys(counted["task"].astype(str)):
-        md += _task_churn(task, counted[counted["task"].astype(str) == task], preds, recipes, colors, out, data_dir)
+        md += _task_churn(task, counted[counted["task"].astype(str) == task], tables, recipes, colors, out, data_dir)
     return [*md, CHURN_NOTE, ""]
+
+
+def _of_task(frame: pd.DataFrame | None, task: str, recipes: Sequence[str], column: str = "recipe") -> pd.DataFrame:
+    """The rows of `task`, in the order of `recipes` (the experiment's)."""
+    if frame is None or frame.empty:
+        return pd.DataFrame(columns=[] if frame is None else frame.columns)
+    rows = frame[frame["task"].astype(str) == task]
+    rank = {r: i for i, r in enumerate(recipes)}
+    key = rows[column].astype(str).map(lambda r: rank.get(r, len(rank)))
+    return rows.iloc[key.to_numpy().argsort(kind="stable")]
 
 
 def _task_churn(
     task: str,
     runs: pd.DataFrame,
-    preds: pd.DataFrame,
+    tables: Mapping[str, pd.DataFrame],
     recipes: Sequence[str],
     colors: Mapping[str, str],
     out: Path,
     data_dir: str | None,
 ) -> list[str]:
-    first = _spec_of(runs)
-    ids = set(runs["run_id"].astype(str))
-    mine = preds[preds["run_id"].astype(str).isin(ids)]
-    split = "test" if (mine["split"].astype(str) == "test").any() else "val"  # the reported split
+    first = run_spec(runs)
     if first is not None and first.task_def.is_regression:
         return [f"### {task}", "", "Regression task: churn of class predictions does not apply.", ""]
-    examples = _eval_examples(first, split, data_dir) if first is not None else None
-    matrices: dict[str, np.ndarray] = {}
-    for recipe in [r for r in recipes if r in set(runs["recipe"].astype(str))]:
-        ids = runs[runs["recipe"].astype(str) == recipe]["run_id"].astype(str).tolist()
-        _, m = prediction_matrix(preds, ids, split)
-        if len(m) >= 2:
-            matrices[recipe] = m
-    if not matrices:
+    rows = _of_task(tables.get("churn"), task, recipes)
+    if rows.empty:
         return [f"### {task}", "", "Fewer than two seeds with stored predictions per recipe.", ""]
-    width = {m.shape[1] for m in matrices.values()}
-    labels = None
-    if examples is not None and width == {len(examples)}:
-        labels = np.array([e.label for e in examples], float)
-    md = [f"### {task}", "", f"Predictions on the {split} split ({next(iter(width))} examples).", ""]
-    rows = []
-    for recipe, m in matrices.items():
-        res = churn(m)
-        row = [recipe, res.n_runs, pct(res.churn, 1), ci(100 * res.ci_low, 100 * res.ci_high)]
-        if labels is not None:
-            acc = per_example_accuracy(m, labels)
-            row += [int((acc == 1).sum()), int((acc == 0).sum()), int(((acc > 0) & (acc < 1)).sum())]
-        else:
-            row += ["–", "–", "–"]
-        rows.append(row)
+    split, width = str(rows["split"].iloc[0]), int(rows["n_examples"].iloc[0])
+    per_example = _of_task(tables.get("per_example"), task, recipes)
+    labelled = bool(per_example["share_correct"].notna().any())
+    examples = eval_examples(first, split, data_dir) if first is not None and labelled else None
+    md = [f"### {task}", "", f"Predictions on the {split} split ({width} examples).", ""]
+    body = []
+    for r in rows.to_dict("records"):
+        row = [r["recipe"], r["n_runs"], pct(r["churn"], 1), ci(100 * r["ci_low"], 100 * r["ci_high"])]
+        counts = [r["always_right"], r["always_wrong"], r["flips"]]
+        body.append(row + ([int(x) for x in counts] if labelled else ["–", "–", "–"]))
     headers = ["recipe", "seeds", "churn", "95% CI (%)", "always right", "always wrong", "flips"]
-    md += [md_table(headers, rows, "lrrrrrr"), ""]
-    figure = _churn_figure(task, matrices, labels, colors, out / f"churn_{_slug(task)}.png")
+    md += [md_table(headers, body, "lrrrrrr"), ""]
+    figure = _churn_figure(task, rows, per_example if labelled else None, colors, out / f"churn_{_slug(task)}.png")
     md += [f"![{task}: churn per recipe and per-example accuracy across seeds]({figure.name})", ""]
 
-    base = next(iter(matrices))
-    flips = most_flipped(matrices[base], labels, top=TOP_FLIPS)
-    flips = flips[flips["flip_rate"] > 0]
-    if not flips.empty and labels is not None:  # without the examples' text the table is indices only
+    base = str(rows["recipe"].iloc[0])
+    agreement = _of_task(tables.get("recipe_agreement"), task, recipes, column="a")
+    if not agreement.empty:
+        base = str(agreement["b"].iloc[0])
+    flips = top_flips(per_example, task, base, TOP_FLIPS)
+    if not flips.empty and examples is not None:  # without the examples' text the table is indices only
         md += [f"Examples that flip most between the seeds of `{base}`:", ""]
         flip_rows = []
         for r in flips.to_dict("records"):
-            text = _text(examples[int(r["example"])])  # type: ignore[index]
-            gold = r.get("gold", "–")
-            flip_rows.append([int(r["example"]), pct(r["flip_rate"]), r["votes"], gold, text])
+            j = int(r["example"])
+            text = _text(examples[j]) if j < len(examples) else "(text unavailable)"
+            gold = label_text(r["gold"]) if pd.notna(r["gold"]) else "–"
+            flip_rows.append([j, pct(r["flip_rate"]), r["votes"], gold, text])
         md += [md_table(["#", "pairs disagreeing", "seed votes", "gold", "text"], flip_rows, "rrlll"), ""]
 
-    others = [r for r in matrices if r != base]
-    if others:
-        agree = []
-        for recipe in others:
-            a = recipe_agreement(matrices[recipe], matrices[base], labels)
-            agree.append([f"{recipe} vs {base}", pct(a.between, 1), pct(a.within, 1), num(100 * a.excess, 1, True),
-                          pval(a.p_value), num(a.accuracy_corr, 2)])  # fmt: skip
+    if not agreement.empty:
+        agree = [[f"{a['a']} vs {a['b']}", pct(a["between"], 1), pct(a["within"], 1), num(100 * a["excess"], 1, True),
+                  pval(a["p_value"]), num(a["accuracy_corr"], 2)] for a in agreement.to_dict("records")]  # fmt: skip
         headers = ["pair", "churn between", "churn within", "excess (pp)", "permutation p", "Spearman ρ (acc.)"]
         md += ["Recipe agreement (does the recipe change which examples fail, or only how many?):", ""]
         md += [md_table(headers, agree, "lrrrrr"), ""]
@@ -161,26 +137,24 @@ def _task_churn(
 
 
 def _churn_figure(
-    task: str, matrices: Mapping[str, np.ndarray], labels: np.ndarray | None, colors: Mapping[str, str], path: Path
+    task: str, rows: pd.DataFrame, per_example: pd.DataFrame | None, colors: Mapping[str, str], path: Path
 ) -> Path:
-    panels = 2 if labels is not None else 1
+    panels = 2 if per_example is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(3.8 * panels + 0.6, 3.2), squeeze=False)
     ax = axes[0, 0]
-    names = list(matrices)
-    results = [churn(matrices[r]) for r in names]
-    values = [100 * r.churn for r in results]
-    low = [100 * (r.churn - r.ci_low) if math.isfinite(r.ci_low) else 0.0 for r in results]
-    high = [100 * (r.ci_high - r.churn) if math.isfinite(r.ci_high) else 0.0 for r in results]
-    err = np.array([low, high])
-    ax.bar(range(len(names)), values, yerr=err, capsize=4, color=[colors.get(n, "#0072B2") for n in names])
+    names = rows["recipe"].astype(str).tolist()
+    value, lo, hi = (rows[c].to_numpy(float) for c in ("churn", "ci_low", "ci_high"))
+    err = np.array(
+        [np.where(np.isfinite(lo), 100 * (value - lo), 0.0), np.where(np.isfinite(hi), 100 * (hi - value), 0.0)]
+    )
+    ax.bar(range(len(names)), 100 * value, yerr=err, capsize=4, color=[colors.get(n, "#0072B2") for n in names])
     ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
     ax.set_ylabel("churn between seeds (%)")
     ax.set_title(f"{task}: churn (95% CI)")
-    if labels is not None:
+    if per_example is not None:
         ax2 = axes[0, 1]
-        for name in names:
-            acc = per_example_accuracy(matrices[name], labels)
-            n = len(matrices[name])
+        for name, n in zip(names, rows["n_runs"].astype(int), strict=True):
+            acc = per_example.loc[per_example["recipe"].astype(str) == name, "share_correct"].to_numpy(float)
             bins = (np.arange(n + 2) - 0.5) / n  # one bin per possible share k/n
             ax2.hist(acc, bins=bins, histtype="step", linewidth=1.6, color=colors.get(name, "#0072B2"), label=name)
         ax2.set_xlabel("share of seeds right on the example")

@@ -155,7 +155,8 @@ def write_report(
     run_ids: Collection[str] | None = None,
     include: Collection[str] = (),
 ) -> Path:
-    """Analyse the store under exp_dir and write exp_dir/report/{report.md, report.html, *.png}; returns report.md.
+    """Write exp_dir/report/{report.md, report.html, *.png} from the analysis tables (read back from
+    exp_dir/analysis when the store has not changed since they were written, else computed); returns report.md.
 
     With out_dir, everything (the analysis tables under out_dir/analysis) goes there and nothing is written
     under exp_dir, so a read-only store can be reported. run_ids: the runs of the spec being reported (None:
@@ -183,6 +184,7 @@ def write_report(
             exp_dir, thresholds, baseline, n_boot=n_boot, n_perm=n_perm, run_ids=run_ids,
             out_dir=real_folder(out_dir, "analysis") if out_dir is not None else None,
             paper=spec.paper if spec else None, adaptive=spec.adaptive if spec else None,
+            data_dir=spec.data_dir if spec else None,
         ).items()
     }  # fmt: skip
     degenerate = is_degenerate(runs, thresholds)
@@ -305,7 +307,7 @@ def write_report(
     appendix += layout.demote(churn_report.seeds_needed_section(runs, recipes, verdicts_from_frame(tables["verdicts"])))
     if not predictions.empty:
         appendix += layout.demote(
-            churn_report.churn_section(exp_dir, runs, recipes, colors, out, spec.data_dir if spec else None)
+            churn_report.churn_section(exp_dir, runs, tables, recipes, colors, out, spec.data_dir if spec else None)
         )
     md += ["## Appendix", "", "Setup, provenance and the sections that support the ones above.", "", *setup, *appendix]
 

@@ -14,11 +14,14 @@ import importlib.util
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from harness.experiment.spec import BACKENDS, ExperimentSpec, RunSpec
 from harness.schedule import groups
@@ -44,6 +47,7 @@ from harness.storage.store import (
     experiment_dir,
     load_curves,
     load_runs,
+    part_stats,
     stored_run_ids,
     write_events,
     write_predictions,
@@ -222,6 +226,35 @@ def failed_run_ids(exp_dir: Path) -> set[str]:
     return set(runs.loc[runs["status"] == "failed", "run_id"])
 
 
+def reusable_runs(results_root: Path, exp_dir: Path, run_ids: Collection[str]) -> dict[str, Path]:
+    """Which of `run_ids` another experiment under the same root stored as `done` or `diverged` with its curve, and
+    where (the first such folder by name). Reads only those parts' status and moves nothing: `harness run
+    --dry-run` counts these, reuse_identical_runs copies them."""
+    wanted = set(run_ids)
+    found: dict[str, Path] = {}
+    if not wanted or not results_root.is_dir():
+        return found
+    for other in sorted(p for p in results_root.iterdir() if p.is_dir() and p.resolve() != exp_dir.resolve()):
+        for name in sorted(part_stats(other, "runs")):
+            run_id = name[: -len(".parquet")]
+            if run_id not in wanted or run_id in found or not (other / "curves" / name).is_file():
+                continue
+            if _status_of(other / "runs" / name) in REUSED_STATUSES:
+                found[run_id] = other
+    return found
+
+
+REUSED_STATUSES = ("done", "diverged")
+
+
+def _status_of(part: Path) -> str | None:
+    try:
+        status = pq.read_table(part, columns=["status"]).column("status").to_pylist()
+    except (OSError, ValueError, KeyError, pa.ArrowException):
+        return None
+    return str(status[0]) if len(status) == 1 else None
+
+
 def reuse_identical_runs(results_root: Path, exp_dir: Path, specs: list[RunSpec]) -> set[str]:
     """Copy runs that another experiment under the same root already finished with the identical spec.
 
@@ -230,14 +263,11 @@ def reuse_identical_runs(results_root: Path, exp_dir: Path, specs: list[RunSpec]
     fate depended on the other seeds of their own experiment.
     """
     wanted = {s.run_id: s for s in specs}
-    if not wanted or not results_root.is_dir():
-        return set()
     reused: set[str] = set()
-    for other in sorted(p for p in results_root.iterdir() if p.is_dir() and p.resolve() != exp_dir.resolve()):
-        for run_id in sorted((set(wanted) - reused) & stored_run_ids(other)):
-            identity = {k: v for k, v in base_row(wanted[run_id]).items() if k != "finished_at"}
-            if copy_run(other, exp_dir, run_id, identity, statuses=("done", "diverged")):
-                reused.add(run_id)
+    for run_id, other in reusable_runs(results_root, exp_dir, wanted).items():
+        identity = {k: v for k, v in base_row(wanted[run_id]).items() if k != "finished_at"}
+        if copy_run(other, exp_dir, run_id, identity, statuses=REUSED_STATUSES):
+            reused.add(run_id)
     if reused:
         write_events(exp_dir, [{"run_id": r, "kind": "reused", "message": "identical run from another experiment"}
                                for r in sorted(reused)])  # fmt: skip

@@ -296,6 +296,12 @@ def _list_parts(folder: Path) -> dict[str, tuple[int, int]]:
     return parts
 
 
+def part_stats(exp_dir: str | Path, table: str) -> dict[str, tuple[int, int]]:
+    """The parts of one table folder (runs, curves, predictions, ...): file name -> (mtime_ns, size). Their
+    identity, without reading them: what a cache of anything computed from the store compares."""
+    return _list_parts(Path(exp_dir) / table)
+
+
 PART = "_part"  # while loading: the file each row came from (never stored)
 
 

@@ -177,4 +177,8 @@ def test_dry_run_of_a_paper_file_at_gpu_scale(capsys, tmp_path: Path):
     argv = ["--results", str(tmp_path), "run", str(toml), "--scale", "gpu", "--data-dir", GLUE, "--dry-run"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "216 run(s)" in out and "1 x 24" in out and "would run" in out
+    experiment = load_experiment(toml, scale="gpu", data_dir=GLUE)
+    per_config = len(experiment.runs) // (len(experiment.tasks) * len(experiment.recipes))
+    k = experiment.schedule.seeds_per_worker  # the scale's seed groups: one group per configuration when K holds it
+    assert f"{len(experiment.runs)} run(s)" in out and "would run" in out
+    assert per_config <= k and f"1 x {per_config}" in out

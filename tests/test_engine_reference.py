@@ -9,6 +9,7 @@ Tiny random BERT (2 layers), dropout on, tiny SST-2 data, a recipe that learns i
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ def assert_same_run(grouped: RunResult, loop: RunResult) -> None:
         assert g[key] == lp[key], key
     for key in ("loss_first", "loss_last", "loss_min", "loss_mean"):
         assert g[key] == pytest.approx(lp[key], abs=LOSS_TOLERANCE), key
+    assert json.loads(g["provenance"])["precision"] == json.loads(lp["provenance"])["precision"]
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ SPEC_VERSION = 3
 EVAL_PROTOCOLS = ("dev", "heldout")
 SELECT_MODES = ("best", "final")
 NOISE_KINDS = ("uniform", "normal")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 BACKENDS = ("local", "ray", "slurm")
 SLURM_CLUSTERS = ("slurm", "local")
 
@@ -87,7 +87,8 @@ class Recipe:
     tapt_steps: int = 0  # task-adaptive MLM pre-training steps on the task's text
     tapt_lr: float = 1e-4
     tapt_mlm_probability: float = 0.15
-    # Numerics: autocast dtype of forward/backward ("fp16" adds a grad scaler, as Zhang et al. trained)
+    # Numerics: autocast dtype of forward/backward ("fp16" adds a grad scaler, as Zhang et al. trained);
+    # "tf32": fp32 weights and activations, matmuls in TensorFloat-32 (CUDA only); "fp32" is strict IEEE.
     precision: str = "fp32"
 
     def validate(self, where: str) -> None:

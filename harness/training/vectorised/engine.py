@@ -60,7 +60,7 @@ def train_group(
 
     `on_evals` receives the eval points of the runs still training at an evaluation step and returns,
     per point, whether that run goes on (False = stopped, as RunContext.on_eval for one run).
-    `precision` ("fp32" | "bf16") overrides the recipe's (benchmarks); bf16 runs the forward under autocast.
+    `precision` ("fp32" | "tf32" | "bf16") overrides the recipe's (benchmarks); bf16 runs the forward under autocast.
     """
     ctx = ctx or RunContext()
     check_group(specs)
@@ -109,9 +109,9 @@ class _Group:
         self.specs, self.ctx, self.on_evals = specs, ctx, on_evals
         self.recipe = specs[0].recipe
         self.precision = precision or getattr(self.recipe, "precision", "fp32")
-        if self.precision not in ("fp32", "bf16"):
+        if self.precision not in ("fp32", "tf32", "bf16"):
             raise ConfigError(
-                f"train_group: precision {self.precision!r} is not supported vectorised; use fp32 or bf16"
+                f"train_group: precision {self.precision!r} is not supported vectorised; use fp32, tf32 or bf16"
             )
         self.task = specs[0].task_def
         self.k = len(specs)
@@ -177,6 +177,8 @@ class _Group:
             torch.set_num_threads(ctx.threads)
         hw.set_deterministic(ctx.deterministic)
         device = hw.resolve(ctx.device)
+        hw.check_precision(device, self.precision, f"recipe '{recipe.name}'")
+        hw.set_matmul_precision(device, self.precision)
         hw.prepare(device)  # initialise CUDA, then reset its peak-memory counter (never the other way round)
         spec0 = self.specs[0]
         full_train = D.load_split(task, "train", ctx.data_dir)
@@ -376,7 +378,9 @@ class _Group:
             ),
             attempts=1,
             device=str(device),
-            provenance=provenance(device, str(D.resolve_data_dir(self.ctx.data_dir) or "")),
+            provenance=provenance(
+                device, str(D.resolve_data_dir(self.ctx.data_dir) or ""), hw.precision_in_effect(device, self.precision)
+            ),
             notes="; ".join(x for x in (notes, f"vectorised engine: group of {self.k}, {wall:.1f} s together") if x),
         )
         predictions = None

@@ -230,18 +230,32 @@ def test_the_spec_version_was_bumped_when_the_loop_changed_its_dropout() -> None
     assert "engine" not in spec.canonical() and "engine_note" not in spec.canonical()
 
 
-def test_group_models_are_built_exactly_as_the_loop_builds_them(tiny_model_dir: Path) -> None:
-    """The group copies one loaded template when only the head is missing: same weights as loading per run."""
+def _distilbert_dir(folder: Path) -> Path:
+    """A tiny DistilBERT encoder: its classifier adds `pre_classifier` too, so more than `classifier.` is missing."""
+    from conftest import _char_vocab
+    from transformers import BertTokenizer, DistilBertConfig, DistilBertModel
+
+    vocab = _char_vocab()
+    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(folder)
+    config = DistilBertConfig(vocab_size=len(vocab), dim=32, n_layers=2, n_heads=4, hidden_dim=37)
+    DistilBertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("family", ["bert", "distilbert"])
+def test_group_models_are_built_exactly_as_the_loop_builds_them(family: str, tiny_model_dir: Path, tmp_path) -> None:
+    """BERT: one loaded template is copied (only the head is missing). DistilBERT: each run loads its own, its
+    pre_classifier drawn from its init_seed as in the loop (finding out once drew from the seeded RNG)."""
     from harness.training import recipes
     from harness.training.loop import seed_everything
     from harness.training.models import init_head, load_classifier
-    from harness.training.vectorised.engine import _Group
+    from harness.training.vectorised import build
 
-    recipe = Recipe(reinit_layers=1, mixout=0.2)
-    specs = [spec_for(tiny_model_dir, recipe, *s) for s in SEEDS[:3]]
-    group = _Group(specs, RunContext(), None, None)
-    built = group.build_models()
-    assert group.head_only_missing
+    model_dir = tiny_model_dir if family == "bert" else _distilbert_dir(tmp_path)
+    recipe = Recipe(reinit_layers=1, mixout=0.2) if family == "bert" else Recipe(mixout=0.2)
+    specs = [spec_for(model_dir, recipe, *s) for s in SEEDS[:3]]
+    assert build.checkpoint_lacks_only_head(specs[0], 2) == (family == "bert")
+    built = build.build_models(specs)
     for spec, model in zip(specs, built, strict=True):
         seed_everything(spec.init_seed)
         ref = load_classifier(spec.model, 2)

@@ -12,7 +12,6 @@ the host reads the losses only at evaluations. A run whose loss goes NaN is froz
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
@@ -30,19 +29,19 @@ from harness.experiment.engines import family_unsupported, group_key, vectorised
 from harness.experiment.spec import ConfigError, RunSpec
 from harness.storage.records import EvalPoint, RunContext, RunResult
 from harness.training import device as hw
-from harness.training import hashdropout, hashrng, recipes
+from harness.training import hashrng, recipes
 from harness.training.loop import (
     Encoded,
     batch_order,
     eval_steps,
     fine_tune,
     peak_memory_mb,
-    seed_everything,
     summarize_run,
 )
-from harness.training.models import count_parameters, init_head, load_classifier, load_tokenizer, resolve_model
+from harness.training.models import count_parameters, load_tokenizer, resolve_model
 from harness.training.provenance import provenance
 from harness.training.recipes.schedule import linear_warmup_decay, warmup_steps_for
+from harness.training.vectorised import build
 from harness.training.vectorised.batches import EvalSet, build_batches, build_eval_set
 from harness.training.vectorised.model import Layout, StackedModel, leaf_views, padding_rows, stack_parameters
 from harness.training.vectorised.optim import Hyper, StackedAdamW
@@ -120,53 +119,7 @@ class _Group:
 
     def build_models(self) -> list[torch.nn.Module]:
         """The K prepared models, each exactly as harness.training.loop builds its run's model."""
-        template = None
-        models = []
-        copy_template = self.head_only_missing  # before seeding: finding out loads a model, which draws weights
-        for spec in self.specs:
-            seed_everything(spec.init_seed)  # weights the checkpoint lacks are drawn from init_seed
-            if template is None or not copy_template:
-                model = load_classifier(spec.model, self.task.num_labels, spec.model_layers)
-                if template is None:
-                    template = copy.deepcopy(model)
-            else:  # only the head is missing from the checkpoint and init_head redraws it: a copy is the same model
-                model = copy.deepcopy(template)
-            init_head(model, spec.init_seed)
-            model = recipes.prepare_model(model, self.recipe, init_seed=spec.init_seed)
-            hashdropout.install(model, spec.order_seed)  # as the loop: sites named, attention hashed
-            models.append(model)
-        return models
-
-    @property
-    def head_only_missing(self) -> bool:
-        if not hasattr(self, "_head_only"):
-            self._head_only = _checkpoint_lacks_only_head(self.specs[0], self.task.num_labels)
-        return self._head_only
-
-    def parameter_vectors(self, model: torch.nn.Module, layout: Layout) -> dict[str, torch.Tensor | None]:
-        """Per-element lr multiplier, weight decay and prior WD from the recipe's parameter groups."""
-        groups = recipes.parameter_groups(model, self.recipe, self.recipe.lr)
-        name_of = {id(p): n for n, p in model.named_parameters()}
-        lr_scale = torch.ones(layout.size)
-        wd = torch.zeros(layout.size)
-        prior = torch.zeros(layout.size)
-        covered = set()
-        for group in groups:
-            for param in group["params"]:
-                name = name_of[id(param)]
-                where = layout.slice_of(name)
-                lr_scale[where] = group["lr"] / self.recipe.lr
-                wd[where] = group["weight_decay"]
-                prior[where] = group["prior_wd"]
-                covered.add(name)
-        missing = set(layout.names) - covered
-        if missing:
-            raise ConfigError(f"train_group: frozen parameters {sorted(missing)[:3]} are not supported vectorised")
-        return {
-            "lr_scale": lr_scale,
-            "weight_decay": wd if self.recipe.weight_decay > 0 else None,
-            "prior_wd": prior if self.recipe.prior_wd > 0 else None,
-        }
+        return build.build_models(self.specs)
 
     # -- the run -----------------------------------------------------------------
 
@@ -197,7 +150,7 @@ class _Group:
         model0 = models[0]
         layout = Layout.of(model0)
         flat = stack_parameters(models, layout, device)
-        vectors = self.parameter_vectors(model0, layout)
+        vectors = build.parameter_vectors(model0, recipe, layout)
         w0 = flat.clone() if recipe.prior_wd > 0 else None
         params = leaf_views(flat, layout)
         optimizer = StackedAdamW(
@@ -446,20 +399,3 @@ def _per_run_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) 
 
 def _tokens(eval_set: EvalSet | None) -> int:
     return eval_set.encoded.tokens() if eval_set is not None else 0
-
-
-def _checkpoint_lacks_only_head(spec: RunSpec, num_labels: int) -> bool:
-    """True when every weight the checkpoint lacks is in the task head (which init_head redraws anyway)."""
-    from transformers import AutoModelForSequenceClassification
-
-    kwargs: dict[str, Any] = {"num_labels": num_labels, "output_loading_info": True}
-    if num_labels == 1:
-        kwargs["problem_type"] = "regression"
-    if spec.model_layers is not None:
-        kwargs["num_hidden_layers"] = spec.model_layers
-    try:
-        _, info = AutoModelForSequenceClassification.from_pretrained(resolve_model(spec.model), **kwargs)
-    except (OSError, ValueError):
-        return False
-    missing = set(info.get("missing_keys", ())) | set(info.get("mismatched_keys", ()))
-    return all(str(key).startswith(("classifier.", "score.")) for key in missing)

@@ -114,3 +114,19 @@ def test_family_draws_every_dropout_mask_from_the_hash(family: str, family_dirs:
     assert not torch.allclose(outs[0], plain)  # dropout is on
     draws.at(step=4)
     assert not torch.equal(model(input_ids=ids, attention_mask=mask).logits, outs[0])  # a new step draws anew
+
+
+def test_a_group_of_a_family_off_the_list_trains_its_runs_in_the_loop(tmp_path: Path, tiny_glue_dir: Path) -> None:
+    """A hub model's family is only known in the worker: off the list, its group trains one run at a time through
+    the loop (the same numbers, a note), never a failed run."""
+    vocab = _char_vocab()
+    hf.BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(tmp_path)
+    config = hf.AlbertConfig(vocab_size=len(vocab), embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                             num_attention_heads=4, intermediate_size=37, max_position_embeddings=80)  # fmt: skip
+    hf.AlbertModel(config).save_pretrained(tmp_path)
+    fields = {"sample_size": 16, "eval_protocol": "heldout", "max_seq_length": 32, "num_evals": 2}
+    specs = [RunSpec("sst2", str(tmp_path), RECIPE, i, o, **fields) for i, o in ((1, 11), (2, 12))]
+    grouped = train_group(specs, context(tiny_glue_dir))
+    for spec, result in zip(specs, grouped, strict=True):
+        assert "model family 'albert'" in result.run["notes"] and "one run at a time" in result.run["notes"]
+        assert_same_run(result, fine_tune(spec, context(tiny_glue_dir))[0])

@@ -221,6 +221,24 @@ def test_engine_is_chosen_from_seeds_per_worker_and_is_not_part_of_the_run_id() 
         parse_experiment({**base, "schedule": {"seeds_per_worker": 0}})
 
 
+def test_the_engine_of_a_family_off_the_list_is_the_loop_chosen_when_the_file_is_parsed(tmp_path: Path) -> None:
+    """A model family the engine does not stack trains in the loop, with a note, decided from its config.json."""
+    import json
+
+    from harness.experiment.config import parse_experiment
+
+    def experiment(model_type: str):
+        folder = tmp_path / model_type
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"model_type": model_type}))
+        table = {"name": "x", "model": str(folder), "tasks": ["sst2"], "seeds": 2, "recipes": {"std": {}}}
+        return parse_experiment({**table, "schedule": {"seeds_per_worker": 2}})
+
+    albert, roberta = experiment("albert").runs, experiment("roberta").runs
+    assert {s.engine for s in albert} == {"loop"} and all("model family 'albert'" in s.engine_note for s in albert)
+    assert {s.engine for s in roberta} == {"vectorised"} and {s.engine_note for s in roberta} == {""}
+
+
 def test_the_spec_version_was_bumped_when_the_loop_changed_its_dropout() -> None:
     """Version 3: the loop's masks come from the hash, so runs stored under version 2 are trained again."""
     from harness.experiment.spec import SPEC_VERSION

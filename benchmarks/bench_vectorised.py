@@ -88,6 +88,13 @@ def time_loop(specs: list[RunSpec], ctx: RunContext) -> tuple[float, list[RunRes
     return time.perf_counter() - start, results
 
 
+def with_cpu_time(fn: Callable[[], tuple[float, list[RunResult]]]) -> tuple[float, float, list[RunResult]]:
+    """Wall and CPU seconds of this process (CPU time is the steadier measure on a machine others share)."""
+    cpu = time.process_time()
+    wall, results = fn()
+    return wall, time.process_time() - cpu, results
+
+
 def time_groups(specs: list[RunSpec], k: int, ctx: RunContext, precision: str | None = None) -> tuple[float, list]:
     from harness.training.vectorised.engine import train_group
 
@@ -100,9 +107,9 @@ def time_groups(specs: list[RunSpec], k: int, ctx: RunContext, precision: str | 
     return time.perf_counter() - start, results
 
 
-def _row(how: str, n: int, wall: float, base: float | None, results: list[RunResult]) -> dict:
-    row: dict[str, Any] = {"how": how, "runs": n, "wall_s": wall, "runs_per_hour": 3600.0 * n / wall}
-    row["speedup"] = (base / wall) if base else 1.0
+def _row(how: str, n: int, wall: float, cpu: float, base: float | None, results: list[RunResult]) -> dict:
+    row: dict[str, Any] = {"how": how, "runs": n, "wall_s": wall, "cpu_s": cpu, "runs_per_hour": 3600.0 * n / wall}
+    row["speedup"] = (base / cpu) if base else 1.0
     row["done"] = sum(r.run.get("status") == "done" for r in results)
     row["score_mean"] = sum(float(r.run.get("score", math.nan)) for r in results) / max(1, len(results))
     return row
@@ -113,7 +120,7 @@ def _cell(value: Any) -> str:
 
 
 def table(rows: list[dict], header: str) -> str:
-    cols = ["how", "runs", "wall_s", "runs_per_hour", "speedup", "done", "score_mean"]
+    cols = ["how", "runs", "wall_s", "cpu_s", "runs_per_hour", "speedup", "done", "score_mean"]
     lines = [header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join(_cell(r.get(c, "")) for c in cols) + " |")
@@ -133,8 +140,8 @@ def run_cpu_section(
     reps: int = 1,
 ) -> list[dict]:
     """The same `runs` runs by the loop (torch dropout, hash dropout) and by groups of each K, side by side on this
-    CPU; with reps > 1 the rows alternate and each reports its median wall time. Speedups are against the loop
-    with hash dropout (the loop as it is); the torch-dropout row's speedup is the cost of the hash inverted."""
+    CPU; with reps > 1 the rows alternate and each reports its median wall and CPU time. Speedups are in CPU time
+    against the loop with hash dropout (the loop as it is); the torch-dropout row's is the hash's cost inverted."""
     ctx = RunContext(data_dir=data_dir, device="cpu", threads=threads)
     specs = bench_specs(model, runs, steps, sample_size, batch_size, "loop", eval_size)
     time_loop(specs[:1], ctx)  # warm-up: imports, tokenizer and model caches
@@ -149,13 +156,16 @@ def run_cpu_section(
         *((f"vectorised K={k}", lambda k=k: time_groups(specs, k, ctx)) for k in ks),
     ]
     walls: dict[str, list[float]] = {name: [] for name, _ in contenders}
+    cpus: dict[str, list[float]] = {name: [] for name, _ in contenders}
     results: dict[str, list[RunResult]] = {}
     for _ in range(reps):
         for name, fn in contenders:
-            wall, results[name] = fn()
+            wall, cpu, results[name] = with_cpu_time(fn)
             walls[name].append(wall)
-    base = statistics.median(walls["loop, hash dropout"])
-    return [_row(name, runs, statistics.median(walls[name]), base, results[name]) for name, _ in contenders]
+            cpus[name].append(cpu)
+    base = statistics.median(cpus["loop, hash dropout"])
+    median = statistics.median
+    return [_row(name, runs, median(walls[name]), median(cpus[name]), base, results[name]) for name, _ in contenders]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,13 +202,15 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads, reps=reps,
     )  # fmt: skip
     torch_row, hash_row = rows[0], rows[1]
-    cost = hash_row["wall_s"] / torch_row["wall_s"] - 1
+    cost = hash_row["cpu_s"] / torch_row["cpu_s"] - 1
     header = (
         f"# Seed-vectorised fine-tuning on CPU ({platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads)\n\nThe same {runs} few-sample SST-2 runs (packaged MiniLM, 32 "
         f"examples, batch 8, {args.steps} steps, 2 evals on 128 dev examples) by the loop one at a time and by "
-        f"the seed-group engine in groups of K, median of {reps} alternating repetition(s). Hash dropout costs "
-        f"the loop {100 * cost:+.1f}% wall time against torch's dropout. `python benchmarks/bench_vectorised.py "
+        f"the seed-group engine in groups of K, median of {reps} alternating repetition(s); speedup in CPU time "
+        f"(this process's, steadier than wall time on a shared machine) against the loop with hash dropout. Hash "
+        f"dropout costs the loop {100 * cost:+.1f}% CPU time against torch's dropout. "
+        f"`python benchmarks/bench_vectorised.py "
         f"--runs {runs} --steps {args.steps} --ks {','.join(map(str, ks))} --reps {reps}"
         f"{f' --threads {args.threads}' if args.threads else ''}`"
     )

@@ -27,7 +27,7 @@ def test_cpu_section_trains_the_same_runs_by_both_loops_and_by_groups(tiny_model
     assert [r["how"] for r in rows] == [
         "loop, torch dropout (before SPEC_VERSION 3)", "loop, hash dropout", "vectorised K=1", "vectorised K=2",
     ]  # fmt: skip
-    assert all(r["runs"] == 2 and r["done"] == 2 and r["runs_per_hour"] > 0 for r in rows)
+    assert all(r["runs"] == 2 and r["done"] == 2 and r["runs_per_hour"] > 0 and r["cpu_s"] > 0 for r in rows)
     assert rows[1]["speedup"] == 1.0 and rows[0]["speedup"] > 0
     text = bench.table(rows, "# t")
     assert text.count("\n| ") == 5 and "vectorised K=2" in text

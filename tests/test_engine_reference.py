@@ -9,6 +9,7 @@ Tiny random BERT (2 layers), dropout on, tiny SST-2 data, a recipe that learns i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -121,3 +122,12 @@ def test_the_reference_runs_learn_and_differ_by_seed(loop_runs: dict[str, Any]) 
     for runs in loop_runs.values():
         (_, a), (_, b) = runs
         assert a.run["loss_mean"] != pytest.approx(b.run["loss_mean"], abs=1e-4)
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_micro_batches_train_the_same_run(recipe: str, loop_runs: dict[str, Any], tiny_glue_dir: Path) -> None:
+    """Gradient accumulation (the loop's out-of-memory fallback) keeps every example's dropout masks (their row
+    offset is hashed) and the step's Mixout masks: the same run, as in one batch."""
+    spec, reference = loop_runs[recipe][0]
+    ctx = dataclasses.replace(context(tiny_glue_dir), micro_batch_size=3)  # batches of 8 in chunks of 3, 3, 2
+    assert_same_run(fine_tune(spec, ctx)[0], reference)

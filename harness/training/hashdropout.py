@@ -5,8 +5,8 @@ a run draws the same masks trained alone in the loop, alone in the seed-group en
 `install(model, order_seed)` swaps every `nn.Dropout` for a `HashDropout`, names each site by its module
 path (the same names in both engines: the engine runs the same modules), routes attention through
 `attention` below (probabilities dropped by the hash; SDPA when nothing is dropped) and returns the
-model's `Draws`. The loop calls `draws.at(step, first_row)` before each forward; the engine sets
-`draws.run` to the K runs' keys inside its vmapped forward.
+model's `Draws`. The loop calls `draws.at(step, first_row)` before each forward; the engine calls
+`draws.set_run(keys)` with the K runs' keys inside its vmapped forward.
 
 Keys: `run` = hash(order_seed, step); per mask, a site salt from the module path, the call of that
 site within the forward (a head that applies one dropout module twice draws twice) and the forward

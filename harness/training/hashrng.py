@@ -13,6 +13,7 @@ Each coordinate is hashed in turn, so a tensor's draws are the slice of any larg
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 import zlib
@@ -45,6 +46,7 @@ def run_key(seed: IntLike, step: int) -> IntLike:
     return fmix32((k + (step * _GOLDEN & _M32)) & _M32)
 
 
+@functools.lru_cache(maxsize=4096)
 def site_key(site: str, call: int = 0, forward: int = 0) -> int:
     """One site's salt: its name (a module path), its call within the forward, the forward within the step."""
     name = zlib.crc32(site.encode())

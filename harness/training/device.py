@@ -44,8 +44,9 @@ def set_deterministic(enabled: bool) -> None:
     torch.use_deterministic_algorithms(True)
 
 
-def prepare(device: torch.device) -> None:
-    """Initialise CUDA on `device` (no-op on CPU), then zero its peak-memory counter."""
+def prepare(device: torch.device, precision: str = "fp32") -> None:
+    """Set the run's matmul precision, initialise CUDA on `device` (no-op on CPU), then zero its peak-memory counter."""
+    set_matmul_precision(device, precision)
     if device.type != "cuda":
         return
     cuda.init()

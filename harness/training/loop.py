@@ -147,8 +147,7 @@ def fine_tune(spec: RunSpec, ctx: RunContext, start: RunStart = RunStart()) -> t
     hw.set_deterministic(ctx.deterministic)  # before CUDA starts (cuBLAS reads its workspace variable then)
     device = hw.resolve(ctx.device)
     hw.check_precision(device, recipe.precision, f"recipe '{recipe.name}'")
-    hw.set_matmul_precision(device, recipe.precision)
-    hw.prepare(device)  # initialise CUDA, then reset its peak-memory counter
+    hw.prepare(device, recipe.precision)  # matmul precision; initialise CUDA, then reset its peak-memory counter
     clock = PhaseClock()
 
     # Data: few-sample subset by sample_seed; eval halves by the fixed split seed.
@@ -253,9 +252,7 @@ def fine_tune(spec: RunSpec, ctx: RunContext, start: RunStart = RunStart()) -> t
         flops=float(6 * n_params * tokens_seen + 2 * n_params * eval_tokens),
         attempts=1,
         device=str(device),
-        provenance=provenance(
-            device, str(D.resolve_data_dir(ctx.data_dir) or ""), hw.precision_in_effect(device, recipe.precision)
-        ),
+        provenance=provenance(device, str(D.resolve_data_dir(ctx.data_dir) or ""), recipe.precision),
         notes="; ".join(n for n in (*built.notes, *start.notes, recipes.run_notes(model, recipe)) if n),
         phases=clock.to_json(),
     )

@@ -131,8 +131,7 @@ class _Group:
         hw.set_deterministic(ctx.deterministic)
         device = hw.resolve(ctx.device)
         hw.check_precision(device, self.precision, f"recipe '{recipe.name}'")
-        hw.set_matmul_precision(device, self.precision)
-        hw.prepare(device)  # initialise CUDA, then reset its peak-memory counter (never the other way round)
+        hw.prepare(device, self.precision)  # matmul precision; initialise CUDA, then reset its peak-memory counter
         spec0 = self.specs[0]
         full_train = D.load_split(task, "train", ctx.data_dir)
         dev = D.load_split(task, "dev", ctx.data_dir)
@@ -331,9 +330,7 @@ class _Group:
             ),
             attempts=1,
             device=str(device),
-            provenance=provenance(
-                device, str(D.resolve_data_dir(self.ctx.data_dir) or ""), hw.precision_in_effect(device, self.precision)
-            ),
+            provenance=provenance(device, str(D.resolve_data_dir(self.ctx.data_dir) or ""), self.precision),
             notes="; ".join(x for x in (notes, f"vectorised engine: group of {self.k}, {wall:.1f} s together") if x),
         )
         predictions = None

@@ -1,7 +1,10 @@
 """Benchmark: the scheduler's overhead per run, and runs/hour with GPU packing. Not a unit test.
 
 CPU: the same N runs of a small torch matmul "training" (tests/fakes_schedule.py:matmul) called directly vs through
-run_experiment (local backend, 1 slot of 1 thread; and 2 slots for reference): overhead per run and ratio.
+run_experiment (local backend, 1 slot of 1 thread; and 2 slots for reference), each with one process per attempt
+($HARNESS_WARM_WORKERS=0, as before warm workers) and with a warm worker per slot: overhead per run and ratio. The
+run comes from tests/fakes_torch.py, a module that imports torch as the real training module does, so the
+forkserver preloads torch for every worker (it starts once per process, with the first train function's module).
 GPU (only when torch.cuda.is_available()): 40 few-sample runs of the packaged model, one at a time vs
 packed 2/4/8 per GPU, in runs/hour.
 Writes results/bench/schedule.md.  Usage: python benchmarks/bench_schedule.py [--runs 20] [--gpu-runs 40]
@@ -10,6 +13,7 @@ Writes results/bench/schedule.md.  Usage: python benchmarks/bench_schedule.py [-
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import sys
@@ -22,6 +26,7 @@ import torch
 from harness.experiment.config import ExperimentSpec, Recipe, RunSpec, SchedulePolicy, parse_experiment
 from harness.schedule import run_experiment
 from harness.storage.records import RunContext
+from harness.storage.store import load_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
@@ -42,27 +47,28 @@ def bench_cpu(n: int) -> list[str]:
     for spec in exp.runs:
         matmul(spec, RunContext(threads=1))
     direct = time.perf_counter() - start
-    rows = [f"| direct loop (1 thread) | {n} | {direct:.2f} | {direct / n:.3f} | - | 1.00 |"]
-    for slots in (1, 2):
+    rows = [f"| direct loop (1 thread) | - | {n} | {direct:.2f} | {direct / n:.3f} | - | 1.00 |"]
+    for slots, warm in itertools.product((1, 2), (False, True)):  # side by side: before and after
+        os.environ["HARNESS_WARM_WORKERS"] = "1" if warm else "0"
+        name = f"bench-cpu-{slots}-{int(warm)}"
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             summary = run_experiment(
-                cpu_experiment(f"bench-cpu-{slots}", n, slots),
-                tmp,
-                train_fn="fakes_schedule:matmul",
-                max_workers=slots,
-                progress=False,
+                cpu_experiment(name, n, slots), tmp, train_fn="fakes_torch:matmul", max_workers=slots, progress=False
             )
             wall = time.perf_counter() - start
             assert summary.done == n, summary
+            processes = load_runs(Path(tmp) / name)["notes"].str.extract(r"pid=(\d+)")[0].nunique()
         overhead = (wall * slots - direct) / n  # slot-seconds per run beyond the training itself
+        how = "warm worker per slot" if warm else "one process per attempt"
         rows.append(
-            f"| run_experiment, {slots} slot(s) x 1 thread | {n} | {wall:.2f} | {wall / n:.3f} | "
-            f"{overhead:+.3f} | {wall / direct:.2f} |"
+            f"| run_experiment, {slots} slot(s) x 1 thread, {how} | {processes} | {n} | {wall:.2f} | "
+            f"{wall / n:.3f} | {overhead:+.3f} | {wall / direct:.2f} |"
         )
+    os.environ.pop("HARNESS_WARM_WORKERS", None)
     return [
-        "| how | runs | wall s | wall s / run | overhead slot-s / run | ratio to direct |",
-        "|---|---|---|---|---|---|",
+        "| how | worker processes | runs | wall s | wall s / run | overhead slot-s / run | ratio to direct |",
+        "|---|---|---|---|---|---|---|",
         *rows,
     ]
 
@@ -104,7 +110,9 @@ def main() -> None:
     parser.add_argument("--gpu-runs", type=int, default=40)
     parser.add_argument("--out", default=str(ROOT / "results" / "bench" / "schedule.md"))
     args = parser.parse_args()
-    sys.path.insert(0, str(TESTS))  # the run is tests/fakes_schedule.py:matmul; workers inherit sys.path
+    sys.path.insert(0, str(TESTS))  # the run is tests/fakes_torch.py:matmul; workers inherit sys.path
+    # ... but Python 3.11's forkserver ignores the driver's sys.path when it preloads: $PYTHONPATH it does see
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
     os.environ["FAKE_STEPS"] = str(STEPS)  # ... and the environment
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     lines = [

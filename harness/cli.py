@@ -12,12 +12,22 @@ import os
 import subprocess
 import sys
 import tomllib
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from harness.experiment.config import ConfigError, ExperimentSpec, load_experiment
+from harness.experiment.names import folder_name_problem
 from harness.experiment.overrides import parse_assignments
-from harness.storage.scope import SPEC_COPY, read_meta, recorded_data_dir, recorded_run_ids, remember_spec, stored_spec
+from harness.storage.scope import (
+    SPEC_COPY,
+    read_meta,
+    recorded_data_dir,
+    recorded_run_ids,
+    refuse_unfinished_import,
+    remember_spec,
+    stored_spec,
+)
 
 EXPERIMENTS_DIR = Path("experiments")
 
@@ -27,7 +37,12 @@ class CliError(RuntimeError):
 
 
 def _results_root(args: argparse.Namespace) -> Path:
-    return Path(args.results or os.environ.get("HARNESS_RESULTS_DIR", "results"))
+    root = Path(args.results or os.environ.get("HARNESS_RESULTS_DIR", "results"))
+    if root.exists() and not root.is_dir():
+        env = os.environ.get("HARNESS_RESULTS_DIR")
+        source = "--results" if args.results else "$HARNESS_RESULTS_DIR" if env else ""
+        raise CliError(f"results root {root} {f'(from {source}) ' if source else ''}is a file; give a folder")
+    return root
 
 
 def _load(
@@ -38,20 +53,13 @@ def _load(
 
 def experiment_folder(results_root: Path, name: object, where: str = "experiment name") -> Path:
     """results_root/<name>, for every command: a name that is not one plain folder inside the root is refused."""
-    bad = (
-        not isinstance(name, str)
-        or not name.strip()
-        or name in (".", "..")
-        or name.startswith(".")
-        or any(sep in name for sep in ("/", "\\", "\0"))
-        or Path(name).is_absolute()
-    )
-    if bad:  # a plain name cannot leave the root (an experiment folder that is a symlink stays allowed)
+    problem = folder_name_problem(name)
+    if problem:  # a plain name cannot leave the root (an experiment folder that is a symlink stays allowed)
         raise CliError(
-            f"{where} {name!r} is not a plain folder name under the results root {results_root}; "
-            "use letters, digits, '-', '_' (no '/', '..' or absolute paths)"
+            f"{where} {str(name)[:120]!r} is not a plain folder name under the results root {results_root}: "
+            f"it {problem}; use letters, digits, '-', '_' (no '/', '..' or absolute paths)"
         )
-    return results_root / name
+    return results_root / name  # type: ignore[operator]
 
 
 def resolve_experiment_dir(
@@ -70,6 +78,7 @@ def resolve_experiment_dir(
         exp_dir = experiment_folder(results_root, name, f"{ref}: 'name'")
     else:
         exp_dir = experiment_folder(results_root, ref)
+    refuse_unfinished_import(exp_dir, read_meta(exp_dir))  # a damaged record, or an import cut short, in one line
     if not (exp_dir / "runs").is_dir() or not any((exp_dir / "runs").glob("*.parquet")):
         raise CliError(f"no stored runs under {exp_dir}; run `harness run <experiment.toml>` first")
     if not ref.endswith(".toml"):
@@ -99,10 +108,21 @@ def _say_others(exp_dir: Path, run_ids: frozenset[str] | None) -> None:
               f"--all includes them")  # fmt: skip
 
 
+def _say_driver(exp_dir: Path) -> None:
+    """analyze/report while `harness run` is still running: its pending runs are not in the tables yet."""
+    from harness.schedule.lock import is_locked
+
+    holder = is_locked(exp_dir)
+    if holder:
+        who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('started', '?')}"
+        print(f"note: a driver is running {exp_dir.name} now ({who}); the runs it has not stored yet are not in "
+              "these tables: run this again when it finishes", file=sys.stderr)  # fmt: skip
+
+
 def preflight(experiment: ExperimentSpec, data_dir: str | None) -> None:
     """Fail before any run starts when a model or a data file is missing, instead of N failed runs."""
     from harness.experiment.data import load_split
-    from harness.preflight import check_experiment, model_config
+    from harness.preflight import check_dev_set, check_experiment, model_config, sample_notes
     from harness.training.model_source import resolve_model  # no torch: the workers import it, not the driver
 
     configs = {
@@ -112,14 +132,21 @@ def preflight(experiment: ExperimentSpec, data_dir: str | None) -> None:
     tasks |= {
         r.recipe.intermediate_task: r.recipe.intermediate_task for r in experiment.runs if r.recipe.intermediate_task
     }
-    train_sizes = {}
+    train_sizes, dev_sets = {}, {}
     for name, task in tasks.items():
         train_sizes[name] = len(load_split(task, "train", data_dir))
-        load_split(task, "dev", data_dir)
+        dev_sets[name] = load_split(task, "dev", data_dir)
     check_experiment(experiment, configs, train_sizes)
+    where = experiment.source or experiment.name
+    for spec in {(r.task, r.eval_protocol, r.split_seed, r.eval_size): r for r in experiment.runs}.values():
+        check_dev_set(spec, dev_sets[spec.task], where)
+    for note in sample_notes(experiment, train_sizes):
+        print(f"note: {note}", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.workers is not None and args.workers < 1:
+        raise CliError(f"--workers {args.workers}: give at least 1 (runs in parallel), or omit it for one per slot")
     experiment = _load(args.experiment, args.scale, args.data_dir, getattr(args, "set", None))  # before torch
     if (args.backend or experiment.schedule.backend) == "local":
         from harness.schedule.local import prewarm
@@ -187,13 +214,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         paper=args.paper,
         data_dir=args.data_dir,
     )
-    root = _results_root(args)
-    exp_dir = root / args.name
-    from harness.importer import is_imported
-
-    if (exp_dir / "runs").is_dir() and any((exp_dir / "runs").iterdir()) and not is_imported(exp_dir):
-        raise CliError(f"{exp_dir} holds runs of a native experiment; import under another --name")
-    print(import_runs(args.file, root, options))
+    print(import_runs(args.file, _results_root(args), options))
     return 0
 
 
@@ -202,7 +223,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     exp_dir, _ = resolve_experiment_dir(args.experiment, _results_root(args))
     try:
-        path, table = export_runs(exp_dir, args.format, args.out)
+        path, table = export_runs(exp_dir, args.format, args.out, replace=args.force)
     except ExportError as exc:
         raise CliError(str(exc)) from None
     print(f"{len(table)} run(s), {len(table.columns)} column(s) written to {path}")
@@ -216,7 +237,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     root = _results_root(args)
     if not args.experiment.endswith(".toml"):  # a name under the results root
-        args.experiment = str(experiment_folder(root, args.experiment) / SPEC_COPY)
+        named = experiment_folder(root, args.experiment)
+        refuse_unfinished_import(named, read_meta(named))
+        args.experiment = str(named / SPEC_COPY)
     experiment = _load(args.experiment, args.scale, args.data_dir, getattr(args, "set", None))
     exp_dir = experiment_folder(root, experiment.name, f"{args.experiment}: 'name'")
     if is_imported(exp_dir):
@@ -235,12 +258,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     exp_dir, spec = resolve_experiment_dir(args.experiment, _results_root(args), args.scale, args.data_dir)
     thresholds = dict(spec.degenerate_threshold) if spec else None
     baseline = args.baseline or (spec.recipes[0] if spec else None)
-    out = Path(args.out) if args.out else exp_dir / "analysis"
+    out = Path(args.out) if args.out else None
     run_ids = scoped_run_ids(args, exp_dir, spec)
-    tables = analyze_experiment(exp_dir, thresholds=thresholds, baseline=baseline, out_dir=out, run_ids=run_ids)
+    tables = analyze_experiment(
+        exp_dir, thresholds=thresholds, baseline=baseline, out_dir=out, run_ids=run_ids,
+        paper=spec.paper if spec else None, adaptive=spec.adaptive if spec else None,
+    )  # fmt: skip
     print(format_summary(tables["summary"]))
     _say_others(exp_dir, run_ids)
-    print(f"\nanalysis tables written to {out}")
+    _say_driver(exp_dir)
+    print(f"\nanalysis tables written to {out or exp_dir / 'analysis'}")
     return 0
 
 
@@ -260,7 +287,11 @@ def cmd_report(args: argparse.Namespace) -> int:
                 raise CliError("give an experiment (TOML path or name), or --compare A B")
             exp_dir, spec = resolve_experiment_dir(args.experiment, root, getattr(args, "scale", None), args.data_dir)
             run_ids = scoped_run_ids(args, exp_dir, spec)
-            out = write_report(exp_dir, spec=spec, baseline=args.baseline, out_dir=args.out, run_ids=run_ids)
+            out = write_report(
+                exp_dir, spec=spec, baseline=args.baseline, out_dir=args.out, run_ids=run_ids,
+                include=getattr(args, "include", None) or (),
+            )  # fmt: skip
+            _say_driver(exp_dir)
     except ReportError as exc:
         raise CliError(str(exc)) from None
     print(f"report written to {out}")
@@ -302,6 +333,8 @@ _ERROR_TYPES = (
     ("harness.schedule", "ExperimentLocked"),
     ("harness.training.device", "DeviceError"),
     ("harness.importer", "ImportFileError"),
+    ("harness.storage.safe_files", "UnsafePathError"),
+    ("harness.storage.scope", "RecordError"),
 )
 
 
@@ -363,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two experiments")
     report.add_argument("--baseline", help="recipe every other recipe is compared with (default: the first)")
     report.add_argument("--out", help="output folder (default: results/<name>/report; e.g. for a read-only store)")
+    report.add_argument(
+        "--with", dest="include", action="append", default=[], choices=["early-stopping"],
+        help="a section the report leaves out unless asked (early-stopping: the stopping table of any experiment)",
+    )  # fmt: skip
     report.set_defaults(func=cmd_report)
 
     reproduce = sub.add_parser("reproduce", help="run and report every experiment of a paper")
@@ -382,7 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="name a column's field (repeatable)")
     imp.add_argument("--curves", help="eval curves file: task, recipe, seed, step, val_metric per row")
     imp.add_argument("--select", choices=["best", "final"], help="score = best or final checkpoint (if both given)")
-    imp.add_argument("--missing", choices=["diverged", "failed", "drop"], help="what a missing/NaN score means")
+    imp.add_argument(
+        "--missing", choices=["constant", "diverged", "failed", "drop"],
+        help="what a missing/NaN score means: constant (the undefined metric of constant predictions, e.g. Spearman or "
+        "MCC: scored as the constant predictor, degenerate), diverged (no score, degenerate), failed (left out), drop",
+    )  # fmt: skip
     imp.add_argument("--threshold", action="append", metavar="TASK=VALUE", help="degenerate bar (x100) per task")
     imp.add_argument("--model", help="model name when the file has no model column")
     imp.add_argument("--metric", help="metric name when the file has none and the task is not built in")
@@ -394,7 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="one flat table of runs with their spec columns (CSV or Parquet)")
     export.add_argument("experiment", help="experiment TOML file or name")
     export.add_argument("--format", choices=["csv", "parquet"], default="csv")
-    export.add_argument("--out", help="output file (default: results/<name>/export/runs.<format>)")
+    export.add_argument("--out", help="output file in an existing folder (default: results/<name>/export/runs.<fmt>)")
+    export.add_argument("--force", action="store_true", help="replace the --out file if it exists")
     export.set_defaults(func=cmd_export)
 
     bench = sub.add_parser("bench", help="run the benchmarks (tables under results/bench/)")
@@ -403,11 +445,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    default = warnings.formatwarning
+
+    def one_line(message: Warning | str, category: type[Warning], *where: object, **kw: object) -> str:
+        """The harness's own warnings (a quarantined part, a rebuilt record) as one `warning: ...` line."""
+        if category.__module__.startswith("harness."):
+            return f"warning: {message}\n"
+        return default(message, category, *where, **kw)  # type: ignore[arg-type]
+
+    warnings.formatwarning = one_line
+    try:
+        return _main(argv)
+    finally:
+        warnings.formatwarning = default
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except Exception as exc:
-        if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:
+        if isinstance(exc, OSError) and exc.errno in (*_WRITE_ERRORS, *_PATH_ERRORS):
             print(f"error: {os_error_message(exc)}", file=sys.stderr)
             return 2
         if not isinstance(exc, _known_errors()):
@@ -420,11 +478,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 _WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+_PATH_ERRORS = {
+    errno.ENAMETOOLONG: "a file name is too long for the file system; use a shorter name",
+    errno.ENOTDIR: "a part of that path is a file, not a folder",
+    errno.ELOOP: "a part of that path is a symbolic link the harness does not follow",
+}
 
 
 def os_error_message(exc: OSError) -> str:
     """One line for a store that cannot be written: what, where, and what still holds."""
     where = exc.filename or "the results folder"
+    if exc.errno in _PATH_ERRORS:
+        return f"cannot use {str(where)[:200]}: {_PATH_ERRORS[exc.errno]}"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return (
             f"disk full writing {where}; every run stored before this is intact (parts are written atomically). "

@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.experiment.spec import ConfigError, ExperimentSpec, RunSpec
+
+if TYPE_CHECKING:
+    from harness.experiment.data import Example
 
 # Models whose position table keeps two extra slots (padding offset): usable length is positions - 2.
 _OFFSET_POSITIONS = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "longformer": 2}
@@ -112,3 +115,36 @@ def check_experiment(
             check_against_model(spec, config, where)
         if spec.task in train_sizes:
             check_against_data(spec, train_sizes[spec.task], where)
+
+
+_OR_DEV = ' or use eval_protocol = "dev"'
+
+
+def check_dev_set(spec: RunSpec, dev: Sequence[Example], where: str) -> None:
+    """Each evaluation split of the run's dev set needs two examples per class (the eval_size rule): a dev set
+    of one example would leave the held-out test half empty, and every run would fail on an empty metric."""
+    from harness.experiment.config import min_eval_size
+    from harness.experiment.data import eval_splits  # numpy/scipy: only when a run is about to start
+
+    splits = eval_splits(spec.task_def, dev, spec.eval_protocol, spec.split_seed, spec.eval_size)
+    sizes = [len(s) for s in (splits.val, splits.test) if s is not None]
+    need = min_eval_size(spec) // len(sizes)
+    if min(sizes) < need:
+        raise PreflightError(
+            f"{where}: task {spec.task!r}: its dev set has {len(dev)} example(s), so an evaluation split holds "
+            f"{min(sizes)}; the {spec.eval_protocol} protocol needs at least {need} per split (two per class): "
+            f"add dev examples{_OR_DEV if spec.eval_protocol == 'heldout' else ''}"
+        )
+
+
+def sample_notes(experiment: ExperimentSpec, train_sizes: Mapping[str, int]) -> list[str]:
+    """Notes for sample sizes at or above the training set: those runs train on all of it."""
+    notes = {}
+    for spec in experiment.runs:
+        n = train_sizes.get(spec.task)
+        if spec.sample_size is not None and n is not None and spec.sample_size >= n:
+            notes[(spec.task, spec.sample_size)] = (
+                f"sample_size = {spec.sample_size} is not below the {n} training examples of task {spec.task!r}: "
+                "its runs train on the whole training set (sample_seed changes nothing)"
+            )
+    return list(notes.values())

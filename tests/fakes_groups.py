@@ -35,7 +35,8 @@ def _mark(specs: list[RunSpec]) -> None:
 
 
 def group_sleepy(specs: list[RunSpec], ctx: RunContext, on_evals=None) -> list[RunResult]:
-    """num_evals evals over $FAKE_SLEEP seconds for the whole group; stopped members leave the group."""
+    """num_evals evals over $FAKE_SLEEP seconds for the whole group; stopped members get no more evals but
+    (like the seed-group engine today) report no `dropped_at`: for the accounting they stayed in the batch."""
     _mark(specs)
     start = time.monotonic()
     n_evals = specs[0].num_evals
@@ -60,6 +61,15 @@ def group_sleepy(specs: list[RunSpec], ctx: RunContext, on_evals=None) -> list[R
                     status[spec.run_id] = "stopped"
     note = f"group={len(specs)} pid={os.getpid()}"
     return [_result(s, ctx, status[s.run_id], curves[s.run_id], start, notes=note) for s in specs]
+
+
+def group_drops_stopped(specs: list[RunSpec], ctx: RunContext, on_evals=None) -> list[RunResult]:
+    """group_sleepy, reporting (as an engine that shrinks its batch would) where each stopped run left it."""
+    results = group_sleepy(specs, ctx, on_evals)
+    return [
+        dataclasses.replace(r, dropped_at=r.curve[-1]["fraction"]) if r.run["status"] == "stopped" else r
+        for r in results
+    ]
 
 
 def group_dies_once_with_seed_2(specs: list[RunSpec], ctx: RunContext, on_evals=None) -> list[RunResult]:

@@ -56,3 +56,41 @@ def test_power_of_a_large_effect_is_one_not_nan(delta):
     power = welch_power(8, delta, 1.5, 1.5)
     assert power == pytest.approx(1.0)
     assert seeds_for_power(delta, 1.5, 1.5) in (2, 3)  # a tiny n suffices for an effect of 5+ sd
+
+
+def test_one_sided_power_by_simulation_and_the_wrong_side():
+    rng = np.random.default_rng(1)
+    n, delta, sa, sb = 10, 2.0, 2.0, 3.0
+    a, b = rng.normal(delta, sa, size=(20000, n)), rng.normal(0.0, sb, size=(20000, n))
+    simulated = np.mean(stats.ttest_ind(a, b, axis=1, equal_var=False, alternative="greater").pvalue < 0.05)
+    assert welch_power(n, delta, sa, sb, 0.05, "greater") == pytest.approx(simulated, abs=0.015)
+    assert welch_power(n, delta, sa, sb, 0.05, "less") < 0.05  # the effect is on the other side
+    assert seeds_for_power(delta, sa, sb, 0.05, 0.8, "less") is None
+    one, two = seeds_for_power(delta, sa, sb, 0.05, 0.8, "greater"), seeds_for_power(delta, sa, sb)
+    assert one < two and welch_power(one, delta, sa, sb, 0.05, "greater") >= 0.8 > welch_power(
+        one - 1, delta, sa, sb, 0.05, "greater")  # fmt: skip
+    assert seeds_for_power(delta, sa, sb, 0.01, 0.8, "greater") > one  # a stricter Holm level needs more
+
+
+def test_fisher_power_by_simulation():
+    from harness.analysis.power import fisher_power, fisher_seeds
+
+    rng = np.random.default_rng(2)
+    n, pa, pb = 25, 0.45, 0.1
+    x, y = rng.binomial(n, pa, 3000), rng.binomial(n, pb, 3000)
+    p = [stats.fisher_exact([[i, n - i], [j, n - j]], alternative="greater").pvalue for i, j in zip(x, y, strict=True)]
+    assert fisher_power(n, pa, pb, 0.05, "greater") == pytest.approx(np.mean(np.array(p) <= 0.05), abs=0.02)
+    need = fisher_seeds(9, 20, 2, 20, "greater", 0.05)
+    assert fisher_power(need, 0.45, 0.1, 0.05, "greater") >= 0.8 > fisher_power(need - 1, 0.45, 0.1, 0.05, "greater")
+    assert fisher_seeds(2, 20, 9, 20, "greater") is None  # the rates differ the other way
+
+
+def test_spread_seeds_are_those_of_the_t_test_of_the_absolute_deviations():
+    from harness.analysis.power import spread_seeds
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0, 1.0, 12), rng.normal(0, 2.0, 12)
+    za, zb = np.abs(a - np.median(a)), np.abs(b - np.median(b))
+    want = seeds_for_power(za.mean() - zb.mean(), za.std(ddof=1), zb.std(ddof=1), 0.05, 0.8, "less")
+    assert spread_seeds(a, b, "less") == want and want is not None
+    assert spread_seeds(a, b, "greater") is None

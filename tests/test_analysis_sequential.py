@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.analysis.sequential import boundaries, ci_width, sequential_look, spent, welch_z
+from harness.analysis.sequential import (
+    boundaries,
+    ci_width,
+    sequential_look,
+    sequential_replay,
+    spent,
+    stagewise_p,
+    welch_z,
+)
+from harness.analysis.verdict import holm_across_claims
 
 LOOKS = list(range(5, 51, 5))  # min 5, step 5, max 50: ten looks
 
@@ -97,3 +106,73 @@ def test_welch_z_and_ci_width():
     x = [1.0, 2.0, 3.0, 4.0]
     assert ci_width(x) == pytest.approx(2 * 3.182446 * np.std(x, ddof=1) / 2, rel=1e-5)
     assert math.isnan(ci_width([1.0, float("nan")]))
+
+
+# --- the verdict after an adaptive budget: replay of the group-sequential test, stage-wise p ---------------------
+
+
+@pytest.mark.parametrize("kind", ["obrien-fleming", "pocock"])
+def test_stagewise_p_is_the_spent_alpha_at_each_boundary(kind: str):
+    t = [0.25, 0.5, 0.75, 1.0]
+    c = boundaries(t, 0.05, kind)
+    for k in range(1, 5):
+        assert stagewise_p(c[k - 1], k, t, 0.05, kind) == pytest.approx(spent(t[k - 1], 0.05, kind), abs=2e-4)
+        assert stagewise_p(c[k - 1] - 0.2, k, t, 0.05, kind) > spent(t[k - 1], 0.05, kind)
+    assert stagewise_p(1.3, 1, [1.0], 0.05, kind) == pytest.approx(stats.norm.sf(1.3))  # one look: the plain z test
+
+
+def test_stagewise_p_by_simulation_of_brownian_paths():
+    """P(stop earlier, or stop at look 3 with a larger z) under the null, counted on simulated paths."""
+    rng = np.random.default_rng(7)
+    t = np.array([0.25, 0.5, 0.75, 1.0])
+    c = boundaries(t, 0.05, "pocock")
+    z = np.cumsum(rng.normal(size=(400_000, 4)) * np.sqrt(np.diff(t, prepend=0.0)), axis=1) / np.sqrt(t)
+    crossed_before = (z[:, :2] >= c[:2]).any(axis=1)
+    simulated = np.mean(crossed_before | (z[:, 2] >= 1.7))
+    assert stagewise_p(1.7, 3, t, 0.05, "pocock") == pytest.approx(simulated, abs=0.002)
+
+
+def test_replay_stops_where_the_budget_stops_and_its_p_agrees():
+    rng = np.random.default_rng(11)
+    looks = (4, 8, 12, 16)
+    a, b = rng.normal(71, 3, size=(60, 16)), rng.normal(70, 3, size=(60, 16))
+    rep = sequential_replay(a, b, looks, 0.05, "pocock", "greater")
+    for i in range(60):
+        settled = [sequential_look(a[i, :n], b[i, :n], k, looks, 0.05, "pocock").settled
+                   for k, n in enumerate(looks, start=1)]  # fmt: skip
+        stop = settled.index(True) + 1 if any(settled) else len(looks)
+        assert rep.look[i] == stop and rep.crossed[i] == any(settled)
+    assert np.array_equal(rep.crossed, rep.p <= 0.05)  # the verdict's p agrees with the boundary
+
+
+def _null_verdicts(studies: int, looks: tuple[int, ...], kind: str, seed: int) -> np.ndarray:
+    """The final verdict of `studies` null experiments under the whole adaptive rule: each pair gets seeds look by
+    look until its one-sided test crosses the boundary (or max), then the claim is "reproduced" when its p_Holm
+    (one claim: its stage-wise p) is below alpha. Vectorised: the same replay the verdict runs per claim."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(70, 3, size=(studies, looks[-1])), rng.normal(70, 3, size=(studies, looks[-1]))
+    rep = sequential_replay(a, b, looks, 0.05, kind, "greater")
+    p_holm = np.array([holm_across_claims([p])[0] for p in rep.p[:50]])  # a family of one claim: p itself
+    assert np.array_equal(p_holm, rep.p[:50])
+    return rep.p < 0.05
+
+
+@pytest.mark.parametrize(("looks", "kind"), [((4, 8, 12, 16), "pocock"), (tuple(LOOKS), "obrien-fleming")])
+def test_null_simulation_of_adaptive_verdicts_holds_alpha(looks, kind):
+    """10,000 null studies (SE of a 5% rate: 0.22%): the adaptive verdict errs 5% +- 0.6% of the time."""
+    rate = float(np.mean(_null_verdicts(10_000, looks, kind, seed=21)))
+    assert 0.044 <= rate <= 0.056, rate
+
+
+def test_the_old_rule_after_adaptive_stopping_did_not_hold_alpha():
+    """What the check above catches: stopping at one-sided 0.025 (Pocock), then a fixed one-sided Welch test at
+    0.05 on the data the budget stopped with (the report's old verdict) errs ~6% of the time."""
+    rng = np.random.default_rng(21)
+    looks = tuple(LOOKS)
+    a, b = rng.normal(70, 3, size=(10_000, 50)), rng.normal(70, 3, size=(10_000, 50))
+    stop = sequential_replay(a, b, looks, 0.025, "pocock", "greater").n
+    p = np.ones(len(a))
+    for n in looks:
+        rows = stop == n
+        p[rows] = stats.ttest_ind(a[rows, :n], b[rows, :n], axis=1, equal_var=False, alternative="greater").pvalue
+    assert np.mean(p < 0.05) > 0.056

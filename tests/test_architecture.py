@@ -34,7 +34,9 @@ READ_SIDE_MAY_IMPORT = (
     "harness.experiment.tasks",
     "harness.experiment.data",  # task data without torch: the churn report shows the examples' text
     "harness.experiment.seed_budget",  # the adaptive budget's declaration (spec-level, no torch)
+    "harness.experiment.paper",  # the [paper] section: printed numbers and pre-declared claims (no torch)
     "harness.storage.records",
+    "harness.storage.safe_files",
     "harness.storage.store",
 )
 TRAINING_PACKAGES = ("torch", "transformers", "peft", "safetensors", "accelerate")

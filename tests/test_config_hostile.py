@@ -191,3 +191,47 @@ def test_fuzz_loader_only_raises_config_error():
         assert isinstance(spec, ExperimentSpec) and spec.runs and all(r.run_id for r in spec.runs[:3])
         outcomes["valid"] += 1
     assert outcomes["error"] > cases // 4 and outcomes["valid"] > cases // 10, outcomes
+
+
+# ---------------------------------------------------------------------------
+# Names, labels, sizes and data folders that were accepted silently (issue: hostile input II).
+
+_REVIEWS = {"folder": "reviews", "text_columns": ["text"], "label_column": "y", "labels": ["neg", "pos"],
+            "metric": "accuracy"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a\nb", "x" * 300, "tab\there", "nul\0", "rtl\u202eexe", " padded"],
+    ids=["newline", "300-chars", "tab", "nul", "rtl-override", "leading-space"],
+)
+def test_experiment_name_that_is_no_plain_folder_is_refused(name: str):
+    message = _error(_with("name", name))
+    assert "'name'" in message and "results folder" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\u202e", "\u200f", "\ufeff"])
+def test_recipe_names_differing_only_by_invisible_characters_are_refused(invisible: str):
+    data = _with("recipes", {"a": {}, f"a{invisible}": {"weight_decay": 0.01}})
+    message = _error(data)
+    assert "recipe name" in message and f"U+{ord(invisible):04X}" in message
+
+
+def test_repeated_label_is_refused_not_a_phantom_class():
+    data = {**_with("task", "reviews"), "custom_tasks": {"reviews": {**_REVIEWS, "labels": ["pos", "pos", "neg"]}}}
+    message = _error(data)
+    assert "'labels'" in message and "repeats ['pos']" in message
+
+
+@pytest.mark.parametrize("folder", ["/etc", "../../etc", "reviews/../../x"])
+def test_custom_task_folder_stays_under_the_data_dir(folder: str):
+    data = {**_with("task", "reviews"), "custom_tasks": {"reviews": {**_REVIEWS, "folder": folder}}}
+    message = _error(data)
+    assert "'folder'" in message and "--data-dir" in message
+
+
+@pytest.mark.parametrize(("task", "size", "least"), [("rte", 1, 2), ("mnli", 2, 3), ("stsb", 1, 2)])
+def test_sample_size_below_one_example_per_class_is_refused(task: str, size: int, least: int):
+    message = _error({**_with("sample_size", size), "task": task})
+    assert "'sample_size'" in message and message.endswith(f"use at least {least}")
+    assert parse_experiment({**_with("sample_size", least), "task": task}, "ok.toml").runs[0].sample_size == least

@@ -37,7 +37,7 @@ def test_a_latin1_byte_names_file_and_line(tmp_path: Path):
 
 def test_jsonl_line_that_is_not_an_object_or_has_null_text(tmp_path: Path):
     _write(tmp_path, "train.jsonl", b'{"text": "a", "label": "pos"}\n42\n')
-    with pytest.raises(D.DataError, match=r"train.jsonl: line 2: expected a JSON object .* got 42"):
+    with pytest.raises(D.DataError, match=r"train.jsonl: line 2: expected a JSON object .* got a JSON number"):
         D.load_split(_task("jsonl"), "train", tmp_path)
     _write(tmp_path, "train.jsonl", b'{"text": "a", "label": "pos"}\n\n{"text": null, "label": "neg"}\n')
     with pytest.raises(D.DataError, match=r"train.jsonl: line 3: key\(s\) \['text'\] are null"):
@@ -59,3 +59,14 @@ def test_one_class_training_set_is_refused(tmp_path: Path):
         D.load_split(_task("csv"), "train", tmp_path)
     _write(tmp_path, "dev.csv", b"text,label\na,pos\n")
     assert len(D.load_split(_task("csv"), "dev", tmp_path)) == 1  # a one-class dev set is only a poor metric
+
+
+def test_errors_name_the_file_and_line_never_its_text(tmp_path: Path):
+    _write(tmp_path, "train.csv", b"root:x:0:0:SECRET-FIRST-LINE,other\nb,pos\n")
+    with pytest.raises(D.DataError) as info:
+        D.load_split(_task("csv"), "train", tmp_path)
+    assert "train.csv: line 1: column 'text'" in str(info.value) and "SECRET" not in str(info.value)
+    _write(tmp_path, "train.jsonl", b'{"text": "a", "label": "pos"}\n["SECRET-ARRAY"]\n')
+    with pytest.raises(D.DataError) as info:
+        D.load_split(_task("jsonl"), "train", tmp_path)
+    assert "got a JSON array" in str(info.value) and "SECRET" not in str(info.value)

@@ -48,7 +48,8 @@ def test_rows_become_complete_native_parts(tmp_path: Path, small: tuple[Path, Pa
     assert row.score == pytest.approx(src.dev_best) and row.val_final == pytest.approx(src.dev_last)
     assert (row.majority_val, row.metric, row.config_key, row.experiment) == (52.7, "accuracy", "rte/reinit", "theirs")
     spec = json.loads(row.spec)
-    assert spec["recipe"] == {"name": "reinit", "lr": 2e-05} and spec["extra"]["gpu_hours"] == float(src.gpu_hours)
+    assert spec["recipe"] == {"name": "reinit", "lr": 2e-05, "select": "best"}  # select where native runs keep it
+    assert spec["extra"]["gpu_hours"] == float(src.gpu_hours)
     prov = json.loads(row.provenance)
     assert prov["file"] == str(small[0].resolve()) and len(prov["sha256"]) == 64 and prov["line"] > 1
     assert prov["flags"]["missing"] == "diverged" and prov["select"] == "best"

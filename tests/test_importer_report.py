@@ -59,7 +59,7 @@ def test_report_on_imported_runs_has_recipes_curves_and_verdicts(imported: Path)
     exp_dir, spec = resolve_experiment_dir("theirs", imported.parent)
     assert spec is not None and spec.recipes[:2] == ("standard", "reinit")  # baseline first, then the order given
     assert dict(spec.degenerate_threshold) == {"stsb": 20.0}
-    md = write_report(exp_dir, spec=spec, n_boot=200, n_perm=199).read_text()
+    md = write_report(exp_dir, spec=spec, n_boot=200, n_perm=199, include=("early-stopping",)).read_text()
     assert "| reinit | lr=2e-05 |" in md  # the recipe table reads the spec JSON
     assert "## Paper vs ours" in md and "Someone et al. 2030" in md and "### Verdict per claim" in md
     assert "curves_rte.png" in md and "No curves stored" not in md

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from matplotlib import image as mpimg
 
 from harness.experiment.config import parse_experiment
+from harness.experiment.spec import EarlyStopPolicy
 from harness.report import ReportError, compare_report, markdown_to_html, parse_paper, write_report
 from harness.storage.store import write_run
 
@@ -99,6 +101,16 @@ PAPER = {
     "source": "Zhang et al. 2021, Table 1 (test, 20 seeds, BERT-large)",
     "model": "bert-large-uncased",
     "seeds": 20,
+    "setting": {
+        "model": "bert-large-uncased",
+        "sample_size": "full training set",
+        "lr": 2e-5,
+        "batch_size": 32,
+        "reinit_layers": 0,
+        "seeds": 20,
+        "recipes": {"reinit": {"reinit_layers": 5}},
+        "effects": {"batch_size": "halves the paper's batch"},
+    },
     "results": {"rte": {"standard": {"mean": 69.5, "std": 2.5}, "reinit": {"mean": 72.6, "std": 1.6}}},
     "claims": [
         {"claim": "Re-init improves the mean over Standard", "task": "rte", "a": "reinit", "b": "standard"},
@@ -157,38 +169,66 @@ def test_report_files_exist(report):
 
 def test_report_sections(report):
     md = report.read_text()
-    for heading in (
-        "# Report: zhang",
-        "## Setup",
-        "## Provenance",
-        "## Substitutions and caveats",
-        "## Runs by status",
-        "## Degenerate-run definition",
-        "## Summary per recipe",
-        "## Paper vs ours",
-        "### Verdict per claim",
-        "## Comparisons",
-        "## Expected maximum performance",
-        "## Evaluation curves",
-        "## Variance decomposition",
-        "## Early-stopping simulation",
-    ):
-        assert heading in md, heading
+    main = ["# Report: zhang", "## Deviations from the paper's setting", "## Paper vs ours", "### Verdict per claim",
+            "## Summary per recipe", "## Variance decomposition", "## Appendix"]  # fmt: skip
+    appendix = ["### Setup", "### Provenance", "### Substitutions and caveats", "### Runs by status",
+                "### Degenerate-run definition", "### Comparisons", "### Expected maximum performance",
+                "### Evaluation curves"]  # fmt: skip
+    for heading in (*main, *appendix):
+        assert f"\n{heading}" in f"\n{md}", heading
+    positions = [f"\n{md}".index(f"\n{h}") for h in (*main, *appendix)]
+    assert positions == sorted(positions), "sections out of order: evidence first, the rest in the appendix"
+    assert "Early-stopping simulation" not in md  # not an early-stopping experiment, and not asked for
     assert "accuracy <= the majority-class baseline" in md
     assert "`2.13.0`" in md and "`deadbeef`" in md  # provenance
+    assert "Code: all 24 runs from commit `deadbeef` (a clean checkout)." in md  # the failed run has none
     assert "not BERT-large" in md  # substitution note for the packaged model
     assert "worker killed (signal 9)" in md  # failed runs' errors
-    status = table_row(md, "rte")  # first status row: rte / standard
+    assert "This report: task(s) rte; recipes standard, reinit, bad." in md
+    status = table_row(md.split("### Runs by status")[1], "rte")  # first status row: rte / standard
     assert status[:7] == ["rte", "standard", "8", "0", "0", "1", "9"]
     assert "Holm" in md and "Brown-Forsythe" in md
     # recipes follow the TOML order, and the default baseline is its first recipe
     assert md.index("| rte | reinit vs standard |") < md.index("| rte | bad vs standard |")
 
 
+def test_report_shows_the_store_relative_to_the_checkout(report, tmp_path, monkeypatch):
+    md = report.read_text()
+    assert str(report.parent.parent) not in md  # an absolute path of this machine
+    assert "`…/results0/zhang`" in md or "`…/" in md
+
+
+def test_early_stopping_table_only_when_asked_or_about_it(tmp_path):
+    exp = build_store(tmp_path / "es", {"standard": 0.0, "reinit": 5.0})
+    spec = experiment_spec("es")
+    asked = write_report(exp, spec=spec, out_dir=tmp_path / "asked", include=("early-stopping",), **FAST).read_text()
+    assert "### Early-stopping simulation" in asked  # asked: in the appendix
+    about = dataclasses.replace(spec, schedule=dataclasses.replace(spec.schedule, early_stop=EarlyStopPolicy()))
+    md = write_report(exp, spec=about, out_dir=tmp_path / "about", **FAST).read_text()
+    assert "\n## Early-stopping simulation\n" in md  # an early-stopping experiment: in the main body
+    # no degenerate run in either recipe: no empty rate figure; no grid stub, no churn without predictions
+    assert "degenerate.png" not in md and "No configuration has a degenerate run." in md
+    assert "declare `seeds = {init" not in md and "Prediction churn" not in md
+
+
+def test_deviations_table_from_the_declared_setting(report):
+    md = report.read_text()
+    section = md.split("## Deviations from the paper's setting", 1)[1].split("\n## ", 1)[0]
+    model = ["all arms", "bert-large-uncased", "all-MiniLM-L6-v2 (packaged; the first 2 of its 6 layers)"]
+    assert table_row(section, "model")[1:4] == model
+    assert table_row(section, "training examples")[2:4] == ["full training set", "1000 (class-balanced)"]
+    assert "learning rate" in section.split("As in the paper:")[1]  # the stored specs say 2e-5, as the paper
+    assert table_row(section, "re-initialised top layers (L)")[1:4] == ["reinit", "5", "2"]
+    assert table_row(section, "batch size")[2:5] == ["32", "16", "halves the paper's batch"]
+    assert "seeds per arm" in section and table_row(section, "seeds per arm")[2:4] == ["20", "8"]
+
+
 def test_html_is_self_contained(report):
     html = (report.parent / "report.html").read_text()
     sources = re.findall(r'src="([^"]*)"', html)
-    assert len(sources) == 5 and all(s.startswith("data:image/png;base64,") for s in sources)
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report.read_text())
+    assert "forest.png" in figures  # the verdicts' forest plot is drawn with the claims
+    assert len(sources) == len(figures) >= 5 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<link" not in html and "http://" not in html and "https://" not in html
     assert "<table>" in html and "<h2" in html
 
@@ -203,8 +243,10 @@ def test_paper_table_shows_paper_numbers(report):
 
 
 def verdict_cells(md: str, claim: str) -> dict[str, str]:
-    header = table_row(md, "claim")
-    return dict(zip(header, table_row(md, claim), strict=True))
+    """The claim's row of the verdict table (the first screen's summary names the claim too)."""
+    section = md.split("### Verdict per claim", 1)[1]
+    header = table_row(section, "claim")
+    return dict(zip(header, table_row(section, claim), strict=True))
 
 
 def test_verdicts_from_known_effects(report):
@@ -212,29 +254,29 @@ def test_verdicts_from_known_effects(report):
     up = verdict_cells(md, "Re-init improves the mean over Standard")
     assert up["paper effect"] == "+3.1"
     assert up["our effect [95% CI]"].startswith("+5.0") or up["our effect [95% CI]"].startswith("+4.9")
-    assert up["direction reproduced"] == "yes"
-    assert up["significant"].startswith("yes (Welch t")
     # one-sided in the claim's direction, Holm across the five claims; small p printed "<0.001", never "0.000"
-    assert "one-sided p_Holm <0.001" in up["significant"] and "p_Holm 0.000" not in md
-    assert up["paper effect within ours"] == "no"
-    assert "n = 8/8" in up["caveat (scale)"] and "bert-large-uncased" in up["caveat (scale)"]
-    assert "fewer seeds than the paper" in up["caveat (scale)"]
+    assert up["verdict"] == "**reproduced**" and up["p_Holm (one-sided test)"] == "<0.001 (Welch t)"
+    assert "p_Holm 0.000" not in md
+    assert "the direction reproduces, not the size" in up["caveats"]  # +3.1 lies outside our narrow CI
+    assert "bert-large-uncased" in up["caveats"] and "fewer seeds than the paper (8/8 vs 20)" in up["caveats"]
 
-    down = verdict_cells(md, "Re-init lowers the mean")
-    assert down["direction reproduced"] == "no" and down["significant"].startswith("no")
+    down = verdict_cells(md, "Re-init lowers the mean")  # the paper's +3.1 argues against "lower"
+    assert down["verdict"] == "**not reproduced**" and "+3.1 lies outside our 95% CI" in down["why"]
 
     degenerate = verdict_cells(md, "Bad has more degenerate runs")
-    assert degenerate["paper effect"] == "not published (only in Figure 2)"
-    assert degenerate["our effect [95% CI]"].startswith("+100 pp (8/8 vs 0/8")
-    assert degenerate["direction reproduced"] == "yes" and degenerate["significant"].startswith("yes (Fisher")
+    assert degenerate["paper effect"] == "not printed (only in Figure 2)"
+    effect = degenerate["our effect [95% CI]"]
+    assert effect.startswith("+100 pp [") and "8/8 vs 0/8 degenerate" in effect
+    assert degenerate["verdict"] == "**reproduced**"
+    assert degenerate["p_Holm (one-sided test)"].endswith("(Fisher exact)")
 
-    # neither recipe is the baseline: computed outside the main table and marked
-    # bad's scores hug the baseline (std ~0.3) while standard's spread ~1: the claimed direction fails.
-    wider = verdict_cells(md, "Bad spreads wider than Standard")
-    assert wider["direction reproduced"] == "no" and wider["significant"].startswith("no")
-    outside = verdict_cells(md, "Re-init beats Bad")
-    assert outside["direction reproduced"] == "yes" and outside["caveat (scale)"].endswith("†")
-    assert "† Pair outside the main comparison table" in md
+    # bad sits on the majority baseline: a mean or spread claim against it is not testable on this model
+    for claim in ("Bad spreads wider than Standard", "Re-init beats Bad"):
+        cells = verdict_cells(md, claim)
+        assert cells["verdict"] == "**not testable here**"
+        assert "bad sits at the constant predictor: 8/8 runs degenerate" in cells["why"]
+        assert cells["p_Holm (one-sided test)"].startswith("1.000")  # kept in the Holm family at p = 1
+    assert "Holm across the 5 claims" in md
 
 
 def test_compare_report(tmp_path):
@@ -343,3 +385,41 @@ def test_run_warnings_reach_the_caveats():
     )  # fmt: skip
     notes = substitution_notes(runs, None)
     assert any("1 run(s) (cloze) carry a warning" in n and "randomly initialised" in n for n in notes)
+
+
+def test_dodge_claims_share_the_verdict_table(tmp_path):
+    """Dodge et al.'s claims from experiments/dodge2020/seeds_grid.toml (CPU scale: a 4 x 4 SST-2 grid) get
+    labels in the same verdict table as every other paper's, from a grid store with curves."""
+    import pandas as pd
+
+    from harness.analysis.claims import verdicts_from_frame
+    from harness.experiment.config import load_experiment
+
+    spec = load_experiment(Path(__file__).resolve().parents[1] / "experiments/dodge2020/seeds_grid.toml", scale="cpu")
+    rng = np.random.default_rng(0)
+    init_fx, order_fx = rng.normal(0, 0.3, 4), rng.normal(0, 2.5, 4)  # data order dominates
+    for i in range(4):
+        for j in range(4):
+            final = 78 + init_fx[i] + order_fx[j] + rng.normal(0, 0.3)
+            early = 60 + (final - 78) * 0.8 + rng.normal(0, 0.5)
+            run = {"run_id": f"g-{i}-{j}", "experiment": "grid", "task": "sst2", "recipe": "bertadam", "model": "m",
+                   "config_key": "sst2/bertadam", "init_seed": i + 1, "order_seed": j + 1, "sample_seed": 0,
+                   "status": "done", "metric": "accuracy", "score": final, "val_best": final, "val_final": final,
+                   "majority_val": 50.9, "majority_test": float("nan"), "steps_done": 100, "total_steps": 100,
+                   "attempts": 1, "provenance": PROVENANCE, "device": "cpu", "finished_at": "2025-01-01T00:00:00Z",
+                   "spec": json.dumps({"eval_protocol": "dev", "recipe": {"name": "bertadam", "select": "final"}}),
+                   }  # fmt: skip
+            curve = ((0.25, early), (0.5, (early + final) / 2), (1.0, final))
+            points = [{"eval_index": k, "step": 10 * (k + 1), "fraction": f, "val_metric": v}
+                      for k, (f, v) in enumerate(curve)]  # fmt: skip
+            write_run(tmp_path / "grid", run, points)
+    md = write_report(tmp_path / "grid", spec=spec, **FAST).read_text()
+    verdicts = verdicts_from_frame(pd.read_parquet(tmp_path / "grid" / "analysis" / "verdicts.parquet"))
+    assert [v.statistic for v in verdicts] == ["variance_share", "expected_max_gain", "early_stopping_gain"]
+    share, gain, stop = verdicts
+    assert share.effect < 0 and "order" in share.detail
+    assert share.label == "inconclusive"  # the paper printed no effect: never "not reproduced"
+    assert gain.label == "reproduced" and gain.effect > 1.0
+    assert stop.label in ("reproduced", "inconclusive") and "start 16, stop at 25%, keep 4" in stop.detail
+    for v in verdicts:
+        assert f"| {v.claim} | sst2 | bertadam |" in md and f"**{v.label}**" in md

@@ -94,3 +94,30 @@ def test_a_simulation_without_online_stops_has_no_survivor_caveat(tmp_path):
     exp = build_store(tmp_path / "nostops", {"standard": 0.0, "reinit": 5.0}, failed=False)
     md = write_report(exp, **FAST).read_text()
     assert "survivors" not in md
+
+
+def _dev_runs(selects: dict[str, str]) -> pd.DataFrame:
+    specs = [json.dumps({"eval_protocol": "dev", "recipe": {"name": r, "select": s}}) for r, s in selects.items()]
+    return pd.DataFrame({"model": "bert-base-uncased", "notes": "", "recipe": list(selects), "spec": specs})
+
+
+def test_the_dev_set_caveat_names_only_the_arms_it_selects_for():
+    final = " ".join(substitution_notes(_dev_runs({"bertadam": "final"}), None))
+    assert "also selects" not in final and "selects nothing" in final  # Dodge et al.'s select = "final"
+    mixed = " ".join(substitution_notes(_dev_runs({"default": "final", "mosbach": "best"}), None))
+    assert "also selects the checkpoint of mosbach" in mixed and "default report their last checkpoint" in mixed
+    best = " ".join(substitution_notes(_dev_runs({"a": "best"}), None))
+    assert "dev set that also selects the checkpoint (as in" in best
+
+
+def test_code_state_says_when_runs_mix_commits_or_ran_from_a_dirty_tree():
+    from harness.report.provenance import code_state
+
+    def runs(*shas: str) -> pd.DataFrame:
+        return pd.DataFrame({"provenance": [json.dumps({"git_sha": s}) if s else "" for s in shas]})
+
+    assert code_state(runs("abc", "abc")) == "all 2 runs from commit `abc` (a clean checkout)"
+    assert "a checkout with uncommitted changes" in code_state(runs("abc+dirty", "abc+dirty"))
+    mixed = code_state(runs("abc", "def+dirty", "abc", ""))
+    assert mixed.startswith("MIXED: the 3 runs come from 2 code states: `abc` (2 runs), `def+dirty` (1 runs)")
+    assert "1 of them from a checkout with uncommitted changes" in mixed

@@ -79,3 +79,27 @@ def test_sequential_target_stops_early_on_a_large_effect(tmp_path: Path):
 def test_run_adaptive_needs_a_budget(tmp_path: Path):
     with pytest.raises(ValueError, match="no adaptive seed budget"):
         run_adaptive(_experiment(3), tmp_path)
+
+
+def test_budget_tests_each_mean_claim_at_its_holm_share_and_the_verdict_replays_it(tmp_path: Path):
+    """One alpha: the budget settles a mean claim one-sided at alpha / m (m claims in the Holm family), and the
+    claim's verdict replays that group-sequential test to the same look instead of a fixed-sample test."""
+    from harness.analysis.budget import budget_pairs
+    from harness.analysis.claims import claim_verdicts
+    from harness.experiment.paper import parse_paper
+
+    claims = [{"claim": "big wins", "task": "rte", "a": "big", "b": "base"},
+              {"claim": "big spreads less", "task": "rte", "a": "big", "b": "base", "statistic": "std",
+               "direction": "less"}]  # fmt: skip
+    paper = {"source": "x", "claims": claims}
+    exp = _experiment({"adaptive": {"min": 3, "max": 30, "step": 3, "target": "sequential", "spending": "pocock"}},
+                      paper=paper)  # fmt: skip
+    (pair,) = budget_pairs(exp.paper, exp.tasks, exp.recipes)
+    assert pair.direction == "greater" and pair.alpha_share == pytest.approx(0.5)
+    summary = run_adaptive(exp, tmp_path, train_fn="fakes_adaptive:scored", max_workers=2, progress=False)
+    mean, spread = claim_verdicts(parse_paper(paper), load_runs(tmp_path / "ad"), adaptive=exp.adaptive, n_boot=200)
+    stop = summary.decisions[0].n
+    assert mean.label == "reproduced" and mean.n_a == mean.n_b == stop and mean.p_one_sided <= 0.025
+    assert any(c.startswith("group-sequential verdict (pocock spending at α/m = 0.025") and f"({stop} seeds per arm)"
+               in c for c in mean.caveats)  # fmt: skip
+    assert any("did not consider this claim" in c for c in spread.caveats) and spread.alpha == 0.05

@@ -20,7 +20,7 @@ from slurm_driver import slurm_experiment
 from harness.experiment.config import ConfigError, parse_experiment
 from harness.experiment.spec import SlurmPolicy
 from harness.schedule import run_experiment
-from harness.schedule.backend import Attempt, Finished, Started
+from harness.schedule.backend import Attempt, Finished, GroupAttempt, Started
 from harness.schedule.core import ScheduleError
 from harness.schedule.slurm_backend import SlurmBackend, slurm_parameters
 from harness.storage.store import load_curves, load_events, load_runs, stored_run_ids
@@ -158,3 +158,61 @@ def test_slurm_cluster_without_srun_fails_with_the_fix(tmp_path: Path, monkeypat
     monkeypatch.setenv("PATH", str(tmp_path))  # no srun here
     with pytest.raises(ScheduleError, match='cluster = "local"'):
         SlurmBackend("fakes_schedule:sleepy", {"cache_dir": "x"}, folder=tmp_path, policy=SlurmPolicy())
+
+
+def _slurm_groups(name: str, seeds: int, k: int, **kw):
+    exp = slurm_experiment(name, seeds, **kw)
+    runs = tuple(dataclasses.replace(s, engine="vectorised") for s in exp.runs)
+    return dataclasses.replace(exp, runs=runs, schedule=dataclasses.replace(exp.schedule, seeds_per_worker=k))
+
+
+def test_seed_groups_run_as_jobs_and_a_killed_group_job_is_retried(tmp_path: Path) -> None:
+    exp = _slurm_groups("sg", 6, 3)
+    summary = run_experiment(exp, tmp_path, train_fn="fakes_schedule:sleepy", max_workers=2, progress=False,
+                             group_fn="fakes_groups:group_dies_once_with_seed_2")  # fmt: skip
+    runs = load_runs(tmp_path / "sg").set_index("init_seed")
+    assert (summary.backend, summary.done, summary.retries) == ("slurm", 6, 1)
+    assert set(runs["notes"].str.extract(r"group=(\d+)")[0]) == {"3"}
+    assert list(runs.loc[[1, 2, 3], "attempts"]) == [2, 2, 2] and list(runs.loc[[4, 5, 6], "attempts"]) == [1, 1, 1]
+    assert len(list((tmp_path / "sg" / "slurm" / "logs").glob("*_submitted.pkl"))) == 3  # 2 group jobs + 1 retry
+    assert len(load_curves(tmp_path / "sg")) == 6 * 4
+
+
+def test_early_stop_answers_reach_the_members_of_a_group_job(tmp_path: Path) -> None:
+    from harness.experiment.config import EarlyStopPolicy
+
+    exp = _slurm_groups("sges", 4, 4, early_stop=EarlyStopPolicy(at=0.5, keep=2))
+    summary = run_experiment(exp, tmp_path, train_fn="fakes_schedule:sleepy", max_workers=1, progress=False,
+                             group_fn="fakes_groups:group_sleepy")  # fmt: skip
+    runs = load_runs(tmp_path / "sges").set_index("init_seed")
+    assert (summary.done, summary.stopped) == (2, 2) and set(runs[runs.status == "stopped"].index) == {2, 4}
+    assert summary.compute_saved_runs == 0.0  # the group kept computing its stopped members
+
+
+def test_a_new_driver_takes_finished_members_of_an_old_group_job(tmp_path: Path) -> None:
+    """Resume: members an earlier driver's group job finished are collected; only the others are submitted."""
+    specs = _slurm_groups("sgr", 3, 3).runs
+
+    def finals(group: GroupAttempt) -> list[Finished]:
+        """A fresh backend (a new driver) on the same folder runs `group` to its end."""
+        backend = SlurmBackend(
+            "fakes_schedule:sleepy", {"cache_dir": str(tmp_path / ".cache")}, folder=tmp_path / "slurm",
+            policy=SlurmPolicy(cluster="local", gpus_per_run=0), group_fn="fakes_groups:group_sleepy",
+        )  # fmt: skip
+        got: list = []
+        deadline = time.monotonic() + 60
+        with backend:
+            backend.submit(group)
+            while len([m for m in got if isinstance(m, Finished)]) < len(group.specs) and time.monotonic() < deadline:
+                got += backend.messages(0.5)
+        return [m for m in got if isinstance(m, Finished)]
+
+    first = finals(GroupAttempt(specs[:2]))
+    assert {m.key for m in first} == {f"{s.run_id}#1" for s in specs[:2]}
+    logs = tmp_path / "slurm" / "logs"
+    submitted = len(list(logs.glob("*_submitted.pkl")))
+    again = finals(GroupAttempt(specs))  # the new driver cut a group of three
+    assert {m.key for m in again} == {f"{s.run_id}#1" for s in specs}
+    assert len(list(logs.glob("*_submitted.pkl"))) == submitted + 1  # one job, for the third run only
+    taken = {m.key: m.result.run["notes"] for m in again}
+    assert all("group=2" in taken[f"{s.run_id}#1"] for s in specs[:2]) and "group=1" in taken[f"{specs[2].run_id}#1"]

@@ -5,6 +5,12 @@
 (harness/analysis/sequential.py: Lan-DeMets alpha spending keeps the error rate at alpha over all
 looks); a configuration keeps getting seeds while any pair it belongs to is open. Every rule stops
 at the budget's maximum.
+
+One alpha everywhere: a [paper] claim on means is tested one-sided, in its direction, at alpha / m, its
+Bonferroni share of the Holm family of the m claims of the experiment, so a claim the budget settles is
+significant in the verdict too (Holm's adjusted p <= m p <= alpha), and the verdict replays exactly this test
+(harness/analysis/claims.py). Claims on spreads and degenerate rates do not drive the budget; their verdicts
+say so. Without claims, each recipe is tested against the first, two-sided at alpha.
 """
 
 from __future__ import annotations
@@ -15,17 +21,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.analysis.sequential import ci_width, sequential_look
+from harness.experiment.paper import parse_paper
 from harness.experiment.spec import AdaptiveSeeds
 
 
 @dataclass(frozen=True)
 class Pair:
-    """Recipes a and b on one task; direction "greater"/"less" is a claim on mean(a) vs mean(b), None two-sided."""
+    """Recipes a and b on one task; direction "greater"/"less" is a claim on mean(a) vs mean(b), None two-sided.
+    A claim is tested at alpha * alpha_share (1 / the number of claims in the Holm family)."""
 
     task: str
     a: str
     b: str
     direction: str | None = None
+    alpha_share: float = 1.0
 
     def keys(self) -> tuple[str, str]:
         return f"{self.task}/{self.a}", f"{self.task}/{self.b}"
@@ -47,12 +56,14 @@ class BudgetDecision:
 
 
 def budget_pairs(paper: Mapping[str, Any], tasks: Sequence[str], recipes: Sequence[str]) -> list[Pair]:
-    """The pairs a sequential budget tests: the [paper] claims on means, else each recipe vs the first."""
-    claims = [c for c in paper.get("claims", []) if isinstance(c, Mapping) and c.get("statistic", "mean") == "mean"]
+    """The pairs a sequential budget tests: the [paper] claims on means (each at its Bonferroni share of the
+    claims' Holm family), else each recipe vs the first."""
+    ref = parse_paper(paper)
+    claims = ref.claims if ref else ()
     pairs = [
-        Pair(str(c["task"]), str(c["a"]), str(c["b"]), str(c.get("direction", "greater")))
+        Pair(c.task, c.a, c.b, c.direction, 1 / len(claims))
         for c in claims
-        if c.get("task") in tasks and c.get("a") in recipes and c.get("b") in recipes
+        if c.statistic == "mean" and c.task in tasks and c.a in recipes and c.b in recipes
     ]
     if pairs:
         return pairs
@@ -95,7 +106,7 @@ def decide(
             _finite(scores[kb]),
             look,
             policy.looks,
-            policy.alpha if pair.direction is None else policy.alpha / 2,
+            policy.alpha * pair.alpha_share,
             policy.spending,
             two_sided=pair.direction is None,
             direction=pair.direction or "greater",

@@ -19,6 +19,7 @@ diverged run has no score.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -44,10 +45,20 @@ class DegenerateRule:
     op: str  # "<=" | "<"
     threshold: float  # NaN for classification without override: the per-run majority baseline is used
     source: str  # "majority baseline" | "default" | "override"
+    tolerance: float = float("nan")  # added to a majority baseline (NaN: not computed from the runs yet)
+    split: str = ""  # the split whose majority class is the bar: "test half" (heldout) | "validation" (dev)
 
     def describe(self) -> str:
-        target = "the majority-class baseline" if self.source == "majority baseline" else f"{self.threshold:g}"
-        tol = " + the stored precision's rounding tolerance" if self.source == "majority baseline" else ""
+        if self.source != "majority baseline":
+            target, tol = f"{self.threshold:g}", ""
+        else:
+            target = "the majority-class baseline" + (f" of the scored {self.split}" if self.split else "")
+            if self.tolerance != self.tolerance:
+                tol = " + the stored precision's rounding tolerance"
+            elif self.tolerance > FLOAT_TOLERANCE:
+                tol = f" + {self.tolerance:g} (half a unit of the stored scores' precision)"
+            else:
+                tol = f" + {self.tolerance:g} (float noise: scores at full precision)"
         return f"{self.task}: {self.metric} {self.op} {target}{tol} ({self.source}); NaN score (diverged) is degenerate"
 
 
@@ -83,6 +94,16 @@ def fill_finished_nan(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+ZERO_WHEN_CONSTANT = frozenset({*REGRESSION_METRICS, "matthews", "f1"})
+
+
+def constant_predictor_score(metric: str, bar: float) -> float:
+    """The score of a constant prediction whose metric is undefined (NaN in a log): 0 for correlations, MCC and
+    F1 (harness.experiment.data.compute_metric's value for them), else the task's bar (the best constant's
+    score, `bar`; NaN when unknown)."""
+    return CONSTANT_PREDICTOR_SCORE if str(metric).lower() in ZERO_WHEN_CONSTANT else float(bar)
+
+
 def majority_baseline(runs: pd.DataFrame) -> pd.Series:
     """Per run: majority_test where present (held-out protocol), else majority_val (x100)."""
     test = pd.to_numeric(runs["majority_test"], errors="coerce").astype(float)
@@ -101,9 +122,20 @@ def degenerate_rule(task: str, metric: str, thresholds: Mapping[str, float] | No
 
 
 def degenerate_rules(runs: pd.DataFrame, thresholds: Mapping[str, float] | None = None) -> pd.DataFrame:
-    """One row per task (order of first appearance): the rule used, for the report."""
+    """One row per task (order of first appearance): the rule used, for the report, with the tolerance
+    `is_degenerate` adds to the bar (from the task's stored scores and baselines) and the split the bar is of."""
     pairs = runs[["task", "metric"]].astype(str).drop_duplicates("task")
-    rules = [degenerate_rule(t, m, thresholds) for t, m in pairs.itertuples(index=False)]
+    rules = []
+    for task, metric in pairs.itertuples(index=False):
+        rule = degenerate_rule(task, metric, thresholds)
+        if rule.source == "majority baseline":
+            rows = runs[(runs["task"].astype(str) == task) & (runs["metric"].astype(str) == metric)]
+            score = pd.to_numeric(rows["score"], errors="coerce").astype(float).to_numpy()
+            bar = majority_baseline(rows)
+            test = pd.to_numeric(rows["majority_test"], errors="coerce").notna()
+            split = "test half" if test.all() else ("dev split" if not test.any() else "split of each run")
+            rule = dataclasses.replace(rule, tolerance=rounding_tolerance(score, bar.to_numpy()), split=split)
+        rules.append(rule)
     frame = pd.DataFrame([r.__dict__ for r in rules], columns=list(DegenerateRule.__dataclass_fields__))
     frame["rule"] = [r.describe() for r in rules]
     return frame
@@ -146,3 +178,14 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
         return float("nan"), float("nan")
     ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
+
+
+def newcombe_interval(k_a: int, n_a: int, k_b: int, n_b: int, confidence: float = 0.95) -> tuple[float, float]:
+    """CI of the difference of rates k_a/n_a - k_b/n_b from the two Wilson intervals (Newcombe 1998, method 10,
+    the hybrid score interval); (nan, nan) if either n is 0."""
+    if n_a <= 0 or n_b <= 0:
+        return float("nan"), float("nan")
+    p_a, p_b = k_a / n_a, k_b / n_b
+    (l_a, u_a), (l_b, u_b) = wilson_interval(k_a, n_a, confidence), wilson_interval(k_b, n_b, confidence)
+    d = p_a - p_b
+    return d - float(np.hypot(p_a - l_a, u_b - p_b)), d + float(np.hypot(u_a - p_a, p_b - l_b))

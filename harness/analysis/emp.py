@@ -5,13 +5,18 @@ E[max_n] = sum_i v(i) [(i/N)^n - ((i-1)/N)^n], spread sqrt(sum_i p_i (v(i) - E)^
 on ranks only, so the bootstrap band is one matrix product over sorted resamples.
 
 Which score: the validation score of the checkpoint the experiment reports (`val_best` under
-select = "best", `val_final` under select = "final"; `score` when those are missing). Diverged runs
-are counted at their degenerate value (the majority baseline, or 0 for correlations), not dropped,
-so a recipe that diverges often is not made to look better. Early-stopped runs are left out.
+select = "best", `val_final` under select = "final", read from the runs' recipe, or from the top level
+of imports written before `select` moved into the recipe). Without validation scores, the reported
+`score` itself, and the `column` says which split that is ("score (test split)" under the held-out
+protocol). Diverged runs are counted at their degenerate value (the majority baseline, or 0 for
+correlations), not dropped, so a recipe that diverges often is not made to look better. Early-stopped
+runs are left out.
 
 Zhang et al. 2021's expected test performance (`expected_test`): draw n seeds with replacement, pick
 the one best on validation and report its test score; the closed form weights the test scores by the
-same rank weights over the validation order (tied validation scores share their weight equally).
+same rank weights over the validation order (tied validation scores share their weight equally). It
+needs a validation score to select on: without one there is no expected test performance (the
+expected max of the test scores is not it: it selects on the split it reports).
 """
 
 from __future__ import annotations
@@ -101,15 +106,32 @@ def _tie_means(sorted_val: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.repeat(means, counts)
 
 
-def reported_val_column(rows: pd.DataFrame) -> str:
-    """`val_best` or `val_final` after the runs' `select` rule (read from their stored spec; "best" if unknown)."""
-    modes = set()
+def _spec_field(rows: pd.DataFrame, key: str) -> set[str]:
+    """The values of `key` in the runs' stored specs: the recipe's, else the top level's (older imports)."""
+    found = set()
     for text in rows.get("spec", pd.Series(dtype=str)).dropna().astype(str):
         try:
-            modes.add(json.loads(text).get("recipe", {}).get("select", "best"))
-        except (ValueError, AttributeError):
+            spec = json.loads(text)
+        except ValueError:
             continue
-    return "val_final" if modes == {"final"} else "val_best"
+        if isinstance(spec, dict):
+            recipe = spec.get("recipe") if isinstance(spec.get("recipe"), dict) else {}
+            value = recipe.get(key, spec.get(key))
+            if value is not None:
+                found.add(str(value))
+    return found
+
+
+def reported_val_column(rows: pd.DataFrame) -> str:
+    """`val_best` or `val_final` after the runs' `select` rule (read from their stored spec; "best" if unknown)."""
+    return "val_final" if _spec_field(rows, "select") == {"final"} else "val_best"
+
+
+def _score_split(rows: pd.DataFrame) -> str:
+    """The `score` column named by the split it holds (the reported one), for a curve drawn over it."""
+    protocols = _spec_field(rows, "eval_protocol")
+    protocol = protocols.pop() if len(protocols) == 1 else ""
+    return {"heldout": "score (test split)", "dev": "score (dev split)"}.get(protocol, "score")
 
 
 def _scores(rows: pd.DataFrame, column: str) -> tuple[np.ndarray, str]:
@@ -135,10 +157,12 @@ def expected_max_table(
         values, source = _scores(rows, column or reported_val_column(rows))
         ok = ~np.isnan(values)
         frame = expected_max(values[ok], n_max, n_boot, seed + i)
+        selects_on_val = source in ("val_best", "val_final")  # no validation score: nothing to select on
         test_col = "test_best" if source == "val_best" else "test_final"
         tests, _ = _scores(rows, test_col) if test_col in rows else (np.full(values.shape, np.nan), "")
         both = ok & ~np.isnan(tests)
-        if both.any() and test_col in rows and rows[test_col].notna().any():
+        source = _score_split(rows) if source == "score" else source
+        if selects_on_val and both.any() and test_col in rows and rows[test_col].notna().any():
             et = expected_test(values[both], tests[both], len(frame), n_boot, seed + 7 * i + 1)
             frame["test_emp"], frame["test_band_lo"], frame["test_band_hi"] = (
                 et["emp"].to_numpy(), et["band_lo"].to_numpy(), et["band_hi"].to_numpy()

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from harness.analysis.claims import claim_verdicts, verdicts_frame
 from harness.analysis.compare import compare_table
 from harness.analysis.decomposition import variance_decomposition
 from harness.analysis.degenerate import degenerate_rules, fill_finished_nan
 from harness.analysis.describe import summarize
 from harness.analysis.early_stop import early_stopping_table
 from harness.analysis.emp import expected_max_table
+from harness.experiment.paper import parse_paper
+from harness.experiment.spec import AdaptiveSeeds
+from harness.storage.safe_files import real_folder
 from harness.storage.store import load_curves, load_runs, write_parquet_atomic
 
 
@@ -26,8 +31,12 @@ def analyze_runs(
     n_boot: int = 2000,
     n_perm: int = 9999,
     seed: int = 0,
+    paper: Mapping[str, Any] | None = None,
+    adaptive: AdaptiveSeeds | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """All analysis tables from in-memory frames (no I/O)."""
+    """All analysis tables from in-memory frames (no I/O). `paper`: the experiment's [paper] section, whose
+    claims get a verdict each (`verdicts`, empty without claims); `adaptive`: its adaptive seed budget."""
+    raw = runs
     runs = fill_finished_nan(runs)  # one meaning of a finished run's NaN metric in every table
     out = {
         "summary": summarize(runs, thresholds, n_boot=n_boot, seed=seed),
@@ -38,6 +47,11 @@ def analyze_runs(
     }
     if curves is not None and len(curves):
         out["early_stopping"] = early_stopping_table(curves, runs, n_boot=min(n_boot, 1000), seed=seed)
+    verdicts = claim_verdicts(
+        parse_paper(paper), raw, thresholds, comparisons=out["comparisons"], curves=curves, adaptive=adaptive,
+        n_boot=n_boot, n_perm=n_perm, seed=seed,
+    )  # fmt: skip
+    out["verdicts"] = verdicts_frame(verdicts)
     return out
 
 
@@ -51,16 +65,21 @@ def analyze_experiment(
     seed: int = 0,
     out_dir: str | Path | None = None,
     run_ids: Collection[str] | None = None,
+    paper: Mapping[str, Any] | None = None,
+    adaptive: AdaptiveSeeds | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Load the store under exp_dir, compute every table, write <out_dir>/<name>.parquet (default
     exp_dir/analysis; another folder for a read-only store), return them.
 
-    run_ids: the runs of the spec being analysed (None: every run in the folder).
+    run_ids: the runs of the spec being analysed (None: every run in the folder); paper, adaptive: the spec's
+    [paper] section and adaptive seed budget (verdicts.parquet holds one verdict per claim).
     """
     exp_dir = Path(exp_dir)
-    out = Path(out_dir) if out_dir is not None else exp_dir / "analysis"
     runs, curves = load_scoped(exp_dir, run_ids)
-    tables = analyze_runs(runs, curves, thresholds, baseline, n_boot=n_boot, n_perm=n_perm, seed=seed)
+    tables = analyze_runs(
+        runs, curves, thresholds, baseline, n_boot=n_boot, n_perm=n_perm, seed=seed, paper=paper, adaptive=adaptive
+    )
+    out = real_folder(out_dir) if out_dir is not None else real_folder(exp_dir, "analysis")  # never a linked folder
     for name, frame in tables.items():
         write_parquet_atomic(frame, out / f"{name}.parquet")
     return tables

@@ -5,8 +5,17 @@ decides the test, declared before looking at the data: mean -> Welch's t (or Man
 when the claim says so), std -> Brown-Forsythe (or Levene), degenerate rate -> Fisher's exact test. The
 test is one-sided in the claim's direction (Zhang et al. 2021 used one-sided tests), and the claims of
 one experiment form one Holm family: adding a recipe or a test to a comparison table never changes a
-verdict. Levene-type tests are two-sided F tests; their one-sided p-value is p/2 when the std
-difference has the claimed sign and 1 - p/2 otherwise (a std difference of 0 has no sign: 1 - p/2).
+verdict.
+
+Spread tests: Levene's test (centre = mean) and Brown-Forsythe's (centre = median) compare the absolute
+deviations |x - centre| of the two samples; for two groups their F is the square of the pooled two-sample t
+of those deviations. The one-sided p-value is therefore that t test's, one-sided on the deviations: the
+direction comes from the test statistic itself, never from the sign of the std difference, which can
+disagree with it exactly in the fine-tuning shape (a tight bulk plus a few collapsed seeds has the larger
+std but the smaller mean deviation).
+
+Holm family: every claim of the experiment stays in it; a claim that cannot be tested (not run, a gate
+failed, too few seeds) counts as p = 1, so dropping it never makes the other claims' adjustment milder.
 """
 
 from __future__ import annotations
@@ -79,14 +88,20 @@ def claim_test(
     elif test == "permutation_mean_diff":
         res = permutation_mean_diff(x, y, n_perm=n_perm, seed=seed, alternative=direction)
     else:
-        res = _quiet(stats.levene, x, y, center="median" if test == "brown_forsythe" else "mean")
-        diff = np.std(x, ddof=1) - np.std(y, ddof=1)
-        agrees = diff > 0 if direction == "greater" else diff < 0
-        p = res.pvalue / 2 if agrees else 1 - res.pvalue / 2
-        return ClaimTest(test, direction, float(res.statistic), float(p), x.size, y.size)
+        za, zb = spread_deviations(x, test), spread_deviations(y, test)
+        res = _quiet(stats.ttest_ind, za, zb, equal_var=True, alternative=direction)
+        return ClaimTest(test, direction, float(res.statistic) ** 2, float(res.pvalue), x.size, y.size)
     return ClaimTest(test, direction, float(res.statistic), float(res.pvalue), x.size, y.size)
 
 
-def holm_across_claims(tests: list[ClaimTest]) -> np.ndarray:
-    """Holm-adjusted one-sided p-values of the claims of one experiment (claims without a p stay NaN)."""
-    return holm(np.array([t.pvalue for t in tests], dtype=float))
+def spread_deviations(x: np.ndarray, test: str) -> np.ndarray:
+    """|x - median| (Brown-Forsythe) or |x - mean| (Levene): the values a spread test compares."""
+    x = np.asarray(x, dtype=float)
+    return np.abs(x - (np.median(x) if test == "brown_forsythe" else np.mean(x)))
+
+
+def holm_across_claims(pvalues: list[float] | np.ndarray) -> np.ndarray:
+    """Holm-adjusted one-sided p-values of the claims of one experiment (a ClaimTest list or p-values). A claim
+    without a p-value (untestable) stays in the family at p = 1, so its adjusted p is 1."""
+    p = np.array([t.pvalue if isinstance(t, ClaimTest) else t for t in pvalues], dtype=float)
+    return holm(np.where(np.isnan(p), 1.0, p))

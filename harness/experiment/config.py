@@ -19,6 +19,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 from harness.experiment.engines import choose_engine, model_type
 from harness.experiment.fingerprint import data_fingerprint, data_root, model_fingerprint
+from harness.experiment.names import folder_name_problem, label_problem
 from harness.experiment.overrides import apply_overrides
 from harness.experiment.seed_budget import parse_adaptive
 from harness.experiment.spec import (
@@ -274,8 +275,9 @@ def parse_experiment(
     if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
         raise ConfigError(f"{where}: 'tasks' = {tasks!r}; must be a non-empty list of task names")
     name = data["name"]
-    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-        raise ConfigError(f"{where}: 'name' = {name!r}; must be a non-empty string usable as a folder name")
+    problem = folder_name_problem(name)
+    if problem:
+        raise ConfigError(f"{where}: 'name' = {_short(name)} {problem}; it names the results folder")
 
     run_fields = {
         k: data[k]
@@ -302,6 +304,9 @@ def parse_experiment(
         recipes_raw = {r: recipes_raw[r] for r in only}
     recipes = []
     for rname, overrides in recipes_raw.items():
+        problem = label_problem(rname)
+        if problem:
+            raise ConfigError(f"{where}: recipe name {_short(rname)} {problem}")
         if not isinstance(overrides, Mapping):
             raise ConfigError(f"{where}: [recipes.{rname}] must be a table of recipe fields")
         merged = {**defaults, **overrides, "name": rname}
@@ -334,6 +339,8 @@ def parse_experiment(
             where,
         )  # fmt: skip
         validate_run(spec, where)
+        if "imported_from" not in data:  # imported runs were trained elsewhere, on what they were trained on
+            _check_sample_size(spec, where)
         runs.append(spec)
     runs = _with_fingerprints(runs, data_dir or data.get("data_dir"))
 
@@ -442,6 +449,16 @@ def _custom_tasks(raw: Any, where: str) -> dict[str, TaskDef]:
             raise ConfigError(f"{at}: must be a table (folder, text_columns, label_column, labels, metric)")
         if name in TASKS:
             raise ConfigError(f"{at}: {name!r} is a built-in task; give your task another name")
+        problem = label_problem(name)
+        if problem:
+            raise ConfigError(f"{where}: custom task name {_short(name)} {problem}")
+        for key in ("folder", "train_file", "dev_file"):
+            value = fields_.get(key)
+            if value is not None and (not isinstance(value, str) or not _inside_data_dir(value)):
+                raise ConfigError(
+                    f"{at}: '{key}' = {_short(value)}; must be a path under the data directory (relative, no '..'); "
+                    "to read data elsewhere, point --data-dir (or data_dir) at the folder that holds it"
+                )
         # `labels` omitted means a regression task (the README's recipe); the metric check below enforces it
         values = {"fmt": "csv", "train_file": "train.csv", "dev_file": "dev.csv", "labels": [], **fields_}
         values["name"] = name
@@ -466,6 +483,9 @@ def _custom_tasks(raw: Any, where: str) -> dict[str, TaskDef]:
             raise ConfigError(f"{at}: metric {task.metric!r} with labels {list(task.labels)}; {fix}")
         if not 1 <= len(task.text_columns) <= 2:
             raise ConfigError(f"{at}: 'text_columns' must name one or two columns")
+        repeated = sorted({str(x) for x in task.labels if list(map(str, task.labels)).count(str(x)) > 1})
+        if repeated:
+            raise ConfigError(f"{at}: 'labels' = {list(task.labels)} repeats {repeated}; list each label value once")
         out[name] = task
     return out
 
@@ -495,6 +515,7 @@ def validate_run(spec: RunSpec, where: str) -> None:
         value = getattr(spec, key)
         if value is not None and value < 1:
             raise ConfigError(f"{where}: '{key}' = {value}; must be >= 1 or omitted")
+
     if spec.max_seq_length < 8:
         raise ConfigError(f"{where}: 'max_seq_length' = {spec.max_seq_length}; must be >= 8")
     if not 1 <= spec.num_evals <= MAX_NUM_EVALS:
@@ -511,6 +532,25 @@ def validate_run(spec: RunSpec, where: str) -> None:
             f"{where}: recipe '{spec.recipe.name}' has reinit_layers = {spec.recipe.reinit_layers} "
             f"but the model keeps only model_layers = {spec.model_layers}; use at most {spec.model_layers}"
         )
+
+
+def min_sample_size(spec: RunSpec) -> int:
+    """One training example per class (two for a regression task: a constant cannot be regressed on)."""
+    return max(2, spec.task_def.num_labels)
+
+
+def _check_sample_size(spec: RunSpec, where: str) -> None:
+    if spec.sample_size is not None and spec.sample_size < min_sample_size(spec):
+        raise ConfigError(
+            f"{where}: 'sample_size' = {spec.sample_size} is too small for task {spec.task!r}: a stratified "
+            f"sample needs at least one example per class (two for regression); use at least {min_sample_size(spec)}"
+        )
+
+
+def _inside_data_dir(path: str) -> bool:
+    """A relative path that stays under the folder it is joined to."""
+    parts = Path(path).parts
+    return bool(parts) and not Path(path).is_absolute() and ".." not in parts and "\0" not in path
 
 
 def min_eval_size(spec: RunSpec) -> int:

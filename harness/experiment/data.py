@@ -75,14 +75,24 @@ def _label_of(task: TaskDef, raw: str, where: str) -> int | float:
         try:
             value = float(raw)
         except ValueError:
-            raise DataError(f"{where}: label {raw!r} is not a number") from None
+            raise DataError(f"{where}: label {_clip(raw)} is not a number") from None
         if not math.isfinite(value):
-            raise DataError(f"{where}: label {raw!r} is not finite")
+            raise DataError(f"{where}: label {_clip(raw)} is not finite")
         return value
     try:
         return task.labels.index(raw.strip())
     except ValueError:
-        raise DataError(f"{where}: label {raw!r} is not one of {list(task.labels)}") from None
+        raise DataError(f"{where}: label {_clip(raw)} is not one of {list(task.labels)}") from None
+
+
+def _clip(value: str, limit: int = 20) -> str:
+    """A field's value for an error message, cut short: errors name a value, they never echo a file's text."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"
+
+
+def _kind(value: object) -> str:
+    names = {list: "a JSON array", str: "a JSON string", bool: "true/false", type(None): "null"}
+    return names.get(type(value), "a JSON number")
 
 
 def _read_text(path: Path) -> str:
@@ -113,7 +123,11 @@ def _read_tsv(task: TaskDef, path: Path, delimiter: str) -> list[Example]:
             if isinstance(col, int):
                 return col
             if header is None or col not in header:
-                raise DataError(f"{path}: line 1: column {col!r} missing from header {header}")
+                width = len(header) if header is not None else 0
+                raise DataError(  # the header is the file's text: named by its size, never echoed
+                    f"{path}: line 1: column {col!r} is not among the header's {width} column name(s); check "
+                    "'text_columns' and 'label_column' against the file's first line"
+                )
             return header.index(col)
 
         text_idx = [index(c) for c in task.text_columns]
@@ -158,9 +172,7 @@ def _read_jsonl(task: TaskDef, path: Path) -> list[Example]:
         except json.JSONDecodeError as exc:
             raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
         if not isinstance(obj, dict):
-            raise DataError(
-                f"{where}: expected a JSON object with keys {list(task.text_columns)}, got {line.strip()[:60]}"
-            )
+            raise DataError(f"{where}: expected a JSON object with keys {list(task.text_columns)}, got {_kind(obj)}")
         missing = [c for c in (*task.text_columns, task.label_column) if c not in obj]
         if missing:
             raise DataError(f"{where}: missing key(s) {missing}")

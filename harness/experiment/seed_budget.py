@@ -7,9 +7,10 @@ until the target is met or `max` is reached. Targets:
     "ci_width<=W"   per configuration: stop once the 95% t interval of the mean score is at most W wide
                     (full width, in score points)
     "sequential"    per pair of recipes: stop once its claim test is settled by a group-sequential
-                    Welch test with alpha spending (`spending` = "obrien-fleming" | "pocock", total
-                    two-sided level `alpha`); the pairs are the [paper] claims on means (one-sided in
-                    the claim's direction), else every recipe against the first, two-sided
+                    Welch test with alpha spending (`spending` = "obrien-fleming" | "pocock"); the pairs
+                    are the [paper] claims on means (one-sided in the claim's direction at alpha / m, the
+                    claim's share of the m claims' Holm family; the verdicts replay this test at the same
+                    `alpha`), else every recipe against the first, two-sided at `alpha`
 """
 
 from __future__ import annotations

@@ -2,10 +2,15 @@
 
 One row per run (or, long format, one row per run and measure, in columns `measure` and `value`). The
 minimal schema is task, recipe (or condition), seed and a score; every other field is optional (see
-harness/importer/schema.py and the README). Rows go through `harness.storage.store.write_run`, so imported parts
-look exactly like native ones, and an experiment.toml / experiment.json beside them lets `analyze`,
-`report`, `report --compare` and `status` read the experiment like a native one. Run ids hash the rows'
-own identity fields, so importing the same file again replaces the same parts: no duplicates.
+harness/importer/schema.py and the README). Every row is checked before anything is written; then one
+import is one part per table (`runs/`, `curves/`, `events/` as `import.batch.parquet`, each written atomically
+through `harness.storage.store.write_batch`, with the columns of native parts), and an experiment.toml /
+experiment.json beside them lets `analyze`, `report`, `report --compare` and `status` read the experiment like
+a native one. Run ids hash the rows' own identity fields; importing again replaces the batch: no duplicates.
+
+An import that is interrupted (a kill, a full disk) leaves its experiment.json marked "importing": every
+command then says so in one line, and running the same import again finishes it (nothing is half-counted).
+Limit: MAX_ROWS rows per import (one part in memory; 10,000 rows with curves take a few seconds).
 """
 
 from __future__ import annotations
@@ -22,19 +27,15 @@ from typing import Any
 
 import pandas as pd
 
+from harness.experiment.names import folder_name_problem
 from harness.experiment.tasks import METRICS, TASKS
-from harness.importer.files import (
-    SPEC_COPY,
-    SPEC_META,
-    ImportFileError,
-    read_table,
-    row_label,
-    toml_dumps,
-    write_text_atomic,
-)
-from harness.importer.rows import Built, build_rows, read_curves, valid_recipe_fields
+from harness.importer.curves import read_curves
+from harness.importer.files import SPEC_COPY, SPEC_META, ImportFileError, read_table, row_label, toml_dumps
+from harness.importer.rows import Built, build_rows, valid_recipe_fields
 from harness.importer.schema import ALIASES, IGNORE, canonical_columns, parse_assignments
-from harness.storage.store import RUN_STATUSES, load_runs, write_run
+from harness.storage.safe_files import real_folder, replace_file
+from harness.storage.scope import RecordError, read_meta, refuse_unfinished_import
+from harness.storage.store import RUN_STATUSES, load_runs, write_batch
 
 __all__ = [
     "ImportFileError",
@@ -47,10 +48,12 @@ __all__ = [
     "parse_assignments",
 ]
 
-MISSING_RULES = ("diverged", "failed", "drop")
+MISSING_RULES = ("constant", "diverged", "failed", "drop")
 SELECT_RULES = ("best", "final")
 SCALES = ("auto", "1", "100")
 PAPER_KEYS = {"paper", "degenerate_threshold", "recipes", "baseline", "description"}
+MAX_ROWS = 1_000_000  # runs per import, and curve points per import: one part per table is built in memory
+BATCH = "import.batch"  # the part name of an import in runs/, curves/ and events/
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class ImportOptions:
     name: str
     mapping: Mapping[str, str] = field(default_factory=dict)  # file column -> harness field
     select: str | None = None  # the score when best and final are both given: best | final
-    missing: str | None = None  # what a missing/NaN score means: diverged | failed | drop
+    missing: str | None = None  # what a missing/NaN score means: constant | diverged | failed | drop
     thresholds: Mapping[str, float] = field(default_factory=dict)  # degenerate bar per task (x100)
     model: str | None = None  # the model when the file has no model column
     metric: str | None = None  # the metric when the file has no metric column and the task is not built in
@@ -135,9 +138,9 @@ def _score_source(fields: set[str], select: str | None, path: str) -> tuple[str,
 
 
 def _check(options: ImportOptions) -> None:
-    name = options.name
-    if not name or "/" in name or name.startswith(".") or name != name.strip():
-        raise ImportFileError(f"--name {name!r}: must be a non-empty folder name (no '/', not starting with '.')")
+    problem = folder_name_problem(options.name)
+    if problem:
+        raise ImportFileError(f"--name {str(options.name)[:120]!r} {problem}; it names the results folder")
     for value, allowed, flag in (
         (options.missing, MISSING_RULES, "--missing"),
         (options.select, SELECT_RULES, "--select"),
@@ -168,6 +171,8 @@ def import_runs(path: str | Path, results_root: str | Path, options: ImportOptio
     raw, lines = read_table(src)
     if raw.empty:
         raise ImportFileError(f"{src}: no rows")
+    if len(raw) > MAX_ROWS:
+        raise ImportFileError(f"{src}: {len(raw)} rows; at most {MAX_ROWS:,} per import: split the file by task")
     curve_cols = list(read_table(options.curves)[0].columns) if options.curves else []
     names = canonical_columns(list(raw.columns), options.mapping, ALIASES, src, elsewhere=curve_cols)
     frame = raw.rename(columns=names)
@@ -194,20 +199,24 @@ def import_runs(path: str | Path, results_root: str | Path, options: ImportOptio
         "select": select,
         "score_column": score_col,
     }
-    built = build_rows(frame, lines, src, options, select, score_col, provenance)
+    built = build_rows(frame, lines, src, options, select, score_col, provenance, names)
     if not built.rows:
         raise ImportFileError(f"{src}: every row was dropped (--missing drop); nothing to import")
     curves = read_curves(options, built.rows, built.factor) if options.curves else {}
     if options.curves:
         provenance["curves"] = {"file": str(Path(options.curves).resolve()),
                                 "sha256": hashlib.sha256(Path(options.curves).read_bytes()).hexdigest()}  # fmt: skip
+    if sum(len(c) for c in curves.values()) > MAX_ROWS:
+        raise ImportFileError(f"{options.curves}: more than {MAX_ROWS:,} curve points; at most that many per import")
     exp_dir = Path(results_root) / options.name
-    for row in built.rows:
-        if options.curves:
+    _refuse_native(exp_dir)
+    if options.curves:
+        for row in built.rows:
             prov = json.loads(row["provenance"])
             row["provenance"] = json.dumps({**prov, "curves": provenance["curves"]}, sort_keys=True)
-        write_run(exp_dir, row, curves.get(row["run_id"], []))
-    _write_experiment(exp_dir, options, built, provenance, paper, score_col)
+    toml_text, meta = _experiment_files(options, built, provenance, paper, score_col)
+    points = [{**p, "run_id": rid} for rid, pts in curves.items() for p in pts]
+    _write(exp_dir, built.rows, points, toml_text, meta, provenance)
     return ImportSummary(
         name=options.name,
         exp_dir=exp_dir,
@@ -221,14 +230,40 @@ def import_runs(path: str | Path, results_root: str | Path, options: ImportOptio
     )
 
 
-def _write_experiment(
+def _refuse_native(exp_dir: Path) -> None:
+    if (exp_dir / "runs").is_dir() and any((exp_dir / "runs").glob("*.parquet")) and not is_imported(exp_dir):
+        raise ImportFileError(f"{exp_dir} holds runs of a native experiment; import under another --name")
+
+
+def _write(
     exp_dir: Path,
+    rows: list[dict[str, Any]],
+    points: list[dict[str, Any]],
+    toml_text: str,
+    meta: Mapping[str, Any],
+    provenance: Mapping[str, Any],
+) -> None:
+    """The import's files, in an order that a kill at any point leaves readable: first a record saying an import
+    is under way (commands refuse the folder until it is finished), then one part per table, then the record."""
+    real_folder(exp_dir)
+    started = {"file": provenance["file"], "sha256": provenance["sha256"], "started": provenance["imported_at"]}
+    replace_file(exp_dir / SPEC_META, json.dumps({**meta, "runs": 0, "imported": None, "importing": started}))
+    message = f"imported {len(rows)} run(s) from {provenance['file']} (sha256 {provenance['sha256'][:12]})"
+    write_batch(exp_dir, BATCH, rows, points, [{"run_id": "", "kind": "import", "message": message}])
+    for folder in ("runs", "curves"):  # the one-part-per-run layout of imports before batches
+        for old in (exp_dir / folder).glob("imp-*.parquet"):
+            old.unlink()
+    replace_file(exp_dir / SPEC_COPY, toml_text)
+    replace_file(exp_dir / SPEC_META, json.dumps(meta, indent=2, default=str))
+
+
+def _experiment_files(
     options: ImportOptions,
     built: Built,
     provenance: Mapping[str, Any],
     paper: Mapping[str, Any],
     score_col: str,
-) -> None:
+) -> tuple[str, dict[str, Any]]:
     """experiment.toml (tasks, recipes in order, thresholds, [paper]) and experiment.json (the import record).
 
     The TOML parses like any experiment file so reports read its recipe order, thresholds and [paper];
@@ -268,15 +303,13 @@ def _write_experiment(
     if paper.get("paper"):
         doc["paper"] = paper["paper"]
     header = "# Written by `harness import`: a description of imported runs (nothing here is run).\n"
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(exp_dir / SPEC_COPY, header + toml_dumps(doc) + "\n")
     meta = {
         "source": f"harness import {provenance['file']}",
         "scale": None,
         "runs": len(rows),
         "imported": {**provenance, "run_ids": sorted(r["run_id"] for r in rows)},
     }
-    write_text_atomic(exp_dir / SPEC_META, json.dumps(meta, indent=2, default=str))
+    return header + toml_dumps(doc) + "\n", meta
 
 
 def _placeholder_task(task: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -290,16 +323,23 @@ def _placeholder_task(task: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def is_imported(exp_dir: str | Path) -> bool:
-    """True when the experiment under exp_dir was written by `harness import` (nothing to run)."""
-    return imported_run_ids(exp_dir) is not None
+    """True when the experiment under exp_dir was written by `harness import` (nothing to run), also when that
+    import was interrupted or its record is damaged (then every run part is an import's)."""
+    exp_dir = Path(exp_dir)
+    try:
+        meta = read_meta(exp_dir)
+    except RecordError:
+        names = [p.name for p in (exp_dir / "runs").glob("*.parquet")]
+        return bool(names) and all(n == f"{BATCH}.parquet" or n.startswith("imp-") for n in names)
+    return isinstance(meta.get("imported"), dict) or "importing" in meta
 
 
 def imported_run_ids(exp_dir: str | Path) -> set[str] | None:
-    """The run ids an import wrote (the experiment's scope), or None for a native experiment."""
-    try:
-        info = json.loads((Path(exp_dir) / SPEC_META).read_text()).get("imported")
-    except (OSError, ValueError, AttributeError):
-        return None
+    """The run ids an import wrote (the experiment's scope), or None for a native experiment; RecordError
+    when the import did not finish (run it again) or its record is damaged."""
+    meta = read_meta(Path(exp_dir))
+    refuse_unfinished_import(Path(exp_dir), meta)
+    info = meta.get("imported")
     return set(info.get("run_ids", [])) if isinstance(info, dict) else None
 
 

@@ -1,4 +1,4 @@
-"""File rows -> store rows: validation, identity, scores, statuses, degenerate bars; curves beside them."""
+"""File rows -> store rows: validation, identity, scores, statuses, degenerate bars (curves: curves.py)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,12 @@ from typing import Any
 
 import pandas as pd
 
+from harness.analysis.degenerate import constant_predictor_score
 from harness.experiment.spec import Recipe
 from harness.experiment.tasks import TASKS
-from harness.importer.files import ImportFileError, read_table, row_label
-from harness.importer.schema import (
-    CURVE_ALIASES,
-    CURVE_FIELDS,
-    FIELDS,
-    RECIPE_FIELDS,
-    canonical_columns,
-)
+from harness.importer.files import ImportFileError, row_label
+from harness.importer.schema import FIELDS, RECIPE_FIELDS
+from harness.importer.values import MAX_SEED, PERCENT_METRICS, Rows, is_missing, short
 from harness.storage.store import RUN_STATUSES
 
 REGRESSION_METRICS = ("spearman", "pearson")
@@ -29,6 +25,7 @@ _INT_FIELDS = ("best_step", "steps_done", "total_steps")
 _FLOAT_FIELDS = ("epochs_done", "loss_first", "loss_last", "loss_min", "loss_mean", "wall_time_s", "peak_mem_mb",
                  "flops")  # fmt: skip
 _SCORE_FIELDS = ("score", "val_best", "val_final", "test_best", "test_final", "majority")
+_FLOAT_RANGE = {c: (0.0, math.inf) for c in ("epochs_done", "wall_time_s", "peak_mem_mb", "flops")}
 
 
 @dataclass
@@ -48,47 +45,14 @@ def run_id_of_identity(identity: Mapping[str, Any]) -> str:
     return "imp-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _missing(value: Any) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) or value == ""
-
-
-class _Rows:
-    """Per-value converters that name the file, the row and the column when a value is wrong."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def fail(self, line: int, col: str, msg: str) -> ImportFileError:
-        return ImportFileError(f"{self.path}: {row_label(self.path, [line])}, column '{col}': {msg}")
-
-    def text(self, row: Mapping[str, Any], col: str, line: int, default: str | None = None) -> str | None:
-        value = row.get(col)
-        if _missing(value):
-            if default is None:
-                raise self.fail(line, col, "empty; every row needs it")
-            return default
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        return str(value).strip()
-
-    def number(self, row: Mapping[str, Any], col: str, line: int) -> float:
-        value = row.get(col)
-        if _missing(value):
-            return math.nan
-        if isinstance(value, str) and value.strip().lower() in ("nan", "na", "null", "none", "-", ""):
-            return math.nan
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise self.fail(line, col, f"{value!r} is not a number") from None
-
-    def integer(self, row: Mapping[str, Any], col: str, line: int) -> int | None:
-        number = self.number(row, col, line)
-        if math.isnan(number):
-            return None
-        if not number.is_integer():
-            raise self.fail(line, col, f"{row.get(col)!r} is not an integer")
-        return int(number)
+def _percent_example(frame: pd.DataFrame, lines: list[int], cols: list[str]) -> tuple[float, int, str] | None:
+    """The first score above 1 in absolute value (a percentage), with its line and column, or None."""
+    for col in cols:
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(float)
+        above = [i for i, v in enumerate(values) if math.isfinite(v) and abs(v) > 1]
+        if above:
+            return float(values[above[0]]), lines[above[0]], col
+    return None
 
 
 def _scale_factor(frame: pd.DataFrame, cols: list[str], how: str) -> float:
@@ -112,16 +76,23 @@ def _recipe_value(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def majority_from_data(task: str, data_dir: str | None) -> tuple[float, str] | None:
-    """The built-in task's dev-set majority-class score (x100) from the GLUE data, or None when unreadable."""
-    from harness.experiment.data import DataError, load_split, majority_baseline
+def majority_from_data(task: str, data_dir: str | None, protocol: str = "dev") -> tuple[float, str] | None:
+    """The built-in task's constant-predictor bar (x100) on the split the scores are of: the whole dev set
+    ("dev"), or its test half under "heldout" (the harness's own split, seed 0: the majority class of the
+    half that is scored, not of the whole dev set); None when the data cannot be read."""
+    from harness.experiment.data import DataError, eval_splits, load_split, majority_baseline
 
     try:
         dev = load_split(task, "dev", data_dir)
         train = load_split(task, "train", data_dir) if TASKS[task].is_regression else []
+        scored = eval_splits(task, dev, "heldout", 0, None).test if protocol == "heldout" else dev
     except (DataError, OSError, ImportError, ValueError, RuntimeError):
         return None
-    return 100.0 * majority_baseline(task, train, dev), f"majority class of the {task} dev set ({len(dev)} examples)"
+    if protocol == "heldout":
+        where = f"the test half ({len(scored)} examples, split seed 0) of the {task} dev set"
+    else:
+        where = f"the {task} dev set ({len(dev)} examples)"
+    return 100.0 * majority_baseline(task, train, scored), f"majority class of {where}"
 
 
 def build_rows(
@@ -132,10 +103,15 @@ def build_rows(
     select: str,
     score_col: str,
     provenance: Mapping[str, Any],
+    names: Mapping[str, str] | None = None,
 ) -> Built:
-    conv = _Rows(path)
+    """The store rows of the file's rows (`names`: file column -> field, for messages in the file's words)."""
+    conv = Rows(path, names)
     built = Built()
-    built.factor = _scale_factor(frame, [c for c in _SCORE_FIELDS if c in frame.columns], options.score_scale)
+    score_cols = [c for c in _SCORE_FIELDS if c in frame.columns]
+    built.factor = _scale_factor(frame, score_cols, options.score_scale)
+    # auto scale and percentages: a fraction among them (0.80 beside 81.0) is an error, not a silent 0.8%
+    percent = _percent_example(frame, lines, score_cols) if options.score_scale == "auto" else None
     recipe_cols = _recipe_cols(frame)
     extra_cols = [c for c in frame.columns if c not in FIELDS and c not in recipe_cols]
     majority_of: dict[str, float | None] = {}
@@ -143,26 +119,36 @@ def build_rows(
     seen: dict[str, int] = {}
     observed_fields: dict[str, list[dict[str, Any]]] = {}
     for record, line in zip(frame.to_dict("records"), lines, strict=True):
-        task = conv.text(record, "task", line)
-        recipe = conv.text(record, "recipe", line)
-        seed = conv.integer(record, "seed", line) if "seed" in record else None
-        init = conv.integer(record, "init_seed", line) if "init_seed" in record else None
-        order = conv.integer(record, "order_seed", line) if "order_seed" in record else None
+        task = conv.label(record, "task", line)
+        recipe = conv.label(record, "recipe", line)
+        seed = conv.integer(record, "seed", line, 0, MAX_SEED) if "seed" in record else None
+        init = conv.integer(record, "init_seed", line, 0, MAX_SEED) if "init_seed" in record else None
+        order = conv.integer(record, "order_seed", line, 0, MAX_SEED) if "order_seed" in record else None
         init = init if init is not None else seed
         order = order if order is not None else (seed if seed is not None else init)
         if init is None:
             raise conv.fail(line, "seed" if "seed" in record else "init_seed", "empty; every row needs a seed")
-        sample = (conv.integer(record, "sample_seed", line) if "sample_seed" in record else None) or 0
+        sample = (conv.integer(record, "sample_seed", line, 0, MAX_SEED) if "sample_seed" in record else None) or 0
         model = conv.text(record, "model", line, default=options.model or "unknown")
-        sample_size = conv.integer(record, "sample_size", line) if "sample_size" in record else None
+        sample_size = conv.integer(record, "sample_size", line, 1) if "sample_size" in record else None
         metric = conv.text(record, "metric", line, default=options.metric or _task_metric(task) or "")
         if not metric:
             raise conv.fail(line, "metric", f"task {task!r} is not built in; give --metric NAME or a metric column")
-        scores = {c: conv.number(record, c, line) * built.factor for c in _SCORE_FIELDS if c in record}
+        if percent is not None and metric in PERCENT_METRICS:
+            for c in score_cols:
+                raw = conv.number(record, c, line)
+                if 0 < raw <= 1:
+                    raise conv.fail(
+                        line, c, f"{short(record[c])} looks like a fraction, but the file's scores are percentages "
+                        f"({percent[0]:g} on {row_label(path, [percent[1]])}, column '{percent[2]}'); write it as a "
+                        f"percentage, or pass --score-scale 100 if it means {raw:g}%"
+                    )  # fmt: skip
+        scores = {c: conv.score(record, c, line, built.factor, metric) for c in _SCORE_FIELDS if c in record}
         score = scores.get(score_col, math.nan)
         status = conv.text(record, "status", line, default="done").lower()
         if status not in RUN_STATUSES:
             raise conv.fail(line, "status", f"{status!r} is not one of {', '.join(RUN_STATUSES)}")
+        missing_rule = ""
         if math.isnan(score) and status in ("done", "stopped"):
             if options.missing is None:
                 unexplained.append(line)
@@ -170,7 +156,8 @@ def build_rows(
             if options.missing == "drop":
                 built.dropped += 1
                 continue
-            status = options.missing
+            missing_rule = options.missing
+            status = status if missing_rule == "constant" else missing_rule
         if status in ("diverged", "failed"):
             score = math.nan
         identity = {"task": task, "recipe": recipe, "model": model, "init_seed": init, "order_seed": order,
@@ -183,18 +170,26 @@ def build_rows(
                 "or drop one row"
             )
         seen[run_id] = line
-        bar = _bar(path, task, metric, scores, options, majority_of)
+        protocol = "heldout" if score_col.startswith("test_") else "dev"
+        bar = _bar(path, task, metric, scores, options, majority_of, protocol)
+        if missing_rule == "constant":  # an undefined metric: the constant predictor's, on every split left empty
+            score = constant_predictor_score(metric, bar)
+            if math.isnan(score):
+                raise conv.fail(line, score_col, f"--missing constant needs the constant predictor's {metric} for "
+                                f"{task!r}: give a majority column or the GLUE data (--data-dir)")  # fmt: skip
+            scores = {c: (score if c != "majority" and math.isnan(v) else v) for c, v in scores.items()}
         recipe_fields = {
-            c.removeprefix("recipe."): _recipe_value(record[c]) for c in recipe_cols if not _missing(record.get(c))
+            c.removeprefix("recipe."): _recipe_value(record[c]) for c in recipe_cols if not is_missing(record.get(c))
         }
         observed_fields.setdefault(recipe, []).append(recipe_fields)
-        extra = {c: _recipe_value(record[c]) for c in extra_cols if not _missing(record.get(c))}
-        protocol = "heldout" if score_col.startswith("test_") else "dev"
+        extra = {c: _recipe_value(record[c]) for c in extra_cols if not is_missing(record.get(c))}
+        chosen = {"select": select} if select in ("best", "final") else {}  # where native runs keep it
         spec = {
             "imported": True, "task": task, "model": model, "init_seed": init, "order_seed": order,
-            "sample_seed": sample, "sample_size": sample_size, "eval_protocol": protocol, "select": select,
-            "recipe": {"name": recipe, **recipe_fields}, "extra": extra,
+            "sample_seed": sample, "sample_size": sample_size, "eval_protocol": protocol,
+            "recipe": {"name": recipe, **recipe_fields, **chosen}, "extra": extra,
         }  # fmt: skip
+        marked = {"missing_score": missing_rule} if missing_rule else {}  # how a missing score was read (--missing)
         row: dict[str, Any] = {
             **identity,
             "run_id": run_id,
@@ -207,12 +202,12 @@ def build_rows(
             "majority_val": bar if protocol == "dev" else math.nan,
             "majority_test": bar if protocol == "heldout" else math.nan,
             **{c: conv.integer(record, c, line) if c in record else None for c in _INT_FIELDS},
-            **{c: conv.number(record, c, line) if c in record else math.nan for c in _FLOAT_FIELDS},
+            **{c: conv.number(record, c, line, *_FLOAT_RANGE.get(c, ())) for c in _FLOAT_FIELDS if c in record},
             "attempts": 1,
             "error": conv.text(record, "error", line, default=""),
             "notes": conv.text(record, "notes", line, default="") or f"imported from {path}",
             "device": conv.text(record, "device", line, default=""),
-            "provenance": json.dumps({**provenance, "line": line}, sort_keys=True, default=str),
+            "provenance": json.dumps({**provenance, "line": line, **marked}, sort_keys=True, default=str),
             "phases": "{}",  # no phase timings in an external log
             "spec": json.dumps(spec, sort_keys=True, default=str),
             "finished_at": conv.text(record, "finished_at", line, default=provenance["imported_at"]),
@@ -223,7 +218,8 @@ def build_rows(
     if unexplained:
         raise ImportFileError(
             f"{path}: {row_label(path, unexplained)} have no score in column '{score_col}'; say what a missing "
-            "score means: --missing diverged (counts as degenerate) | failed (left out of the statistics) | drop"
+            "score means: --missing constant (an undefined metric of constant predictions: scored as the constant "
+            "predictor, degenerate) | diverged (no score, degenerate) | failed (left out of the statistics) | drop"
         )
     built.bars = {t: _bar_source(t, majority_of, options) for t in dict.fromkeys(r["task"] for r in built.rows)}
     built.recipe_fields = {r: _common(fs) for r, fs in observed_fields.items()}
@@ -245,6 +241,7 @@ def _bar(
     scores: Mapping[str, float],
     options: Any,
     majority_of: dict[str, Any],
+    protocol: str = "dev",
 ) -> float:
     """This run's majority baseline (x100): its own column, else the task's dev-set majority; NaN when a
     threshold or the regression default decides instead."""
@@ -254,7 +251,7 @@ def _bar(
     if task in options.thresholds or metric in REGRESSION_METRICS:
         return math.nan
     if task not in majority_of:
-        found = majority_from_data(task, options.data_dir) if task in TASKS else None
+        found = majority_from_data(task, options.data_dir, protocol) if task in TASKS else None
         if found is None:
             raise ImportFileError(
                 f"{path}: task {task!r} has no degenerate bar: give --threshold {task}=VALUE (x100), "
@@ -297,83 +294,3 @@ def valid_recipe_fields(name: str, fields_: Mapping[str, Any]) -> dict[str, Any]
         if type(default) is type(value) or (isinstance(default, float) and isinstance(value, int)) or default is None:
             keep[key] = float(value) if isinstance(default, float) and isinstance(value, int) else value
     return keep
-
-
-def read_curves(options: Any, rows: list[dict[str, Any]], factor: float) -> dict[str, list[dict[str, Any]]]:
-    """run_id -> eval curve from the --curves file, matched to the runs on their identity fields."""
-    path = options.curves
-    raw, lines = read_table(path)
-    names = canonical_columns(
-        list(raw.columns), options.mapping, CURVE_ALIASES, path, extra=CURVE_FIELDS, elsewhere=list(options.mapping)
-    )
-    frame = raw.rename(columns=names)
-    missing = [c for c in ("task", "recipe", "step", "val_metric") if c not in frame.columns]
-    if "seed" not in frame.columns and "init_seed" not in frame.columns:
-        missing.append("seed")
-    if missing:
-        raise ImportFileError(
-            f"{path}: curves need column(s) {missing}; columns are {list(raw.columns)}; map with --map COLUMN=FIELD"
-        )
-    conv = _Rows(path)
-    by_key: dict[tuple, list[dict[str, Any]]] = {}
-    for r in rows:
-        by_key.setdefault(_curve_key(r, frame.columns), []).append(r)
-    points: dict[str, list[dict[str, Any]]] = {}
-    for record, line in zip(frame.to_dict("records"), lines, strict=True):
-        seed = conv.integer(record, "seed", line) if "seed" in record else None
-        init = conv.integer(record, "init_seed", line) if "init_seed" in record else None
-        probe = {
-            "task": conv.text(record, "task", line), "recipe": conv.text(record, "recipe", line),
-            "init_seed": init if init is not None else seed,
-            "order_seed": (conv.integer(record, "order_seed", line) if "order_seed" in record else None)
-            or (seed if seed is not None else init),
-            "sample_seed": (conv.integer(record, "sample_seed", line) if "sample_seed" in record else None) or 0,
-            "model": conv.text(record, "model", line, default="") if "model" in record else None,
-            "sample_size": conv.integer(record, "sample_size", line) if "sample_size" in record else None,
-        }  # fmt: skip
-        matches = by_key.get(_curve_key(probe, frame.columns), [])
-        if len(matches) != 1:
-            what = "no run" if not matches else f"{len(matches)} runs (add model / sample_size columns)"
-            raise ImportFileError(
-                f"{path}: {row_label(path, [line])} matches {what} of the run file "
-                f"(task {probe['task']!r}, recipe {probe['recipe']!r}, seed {probe['init_seed']})"
-            )
-        step = conv.integer(record, "step", line)
-        if step is None:
-            raise conv.fail(line, "step", "empty; every curve point needs its step")
-        points.setdefault(matches[0]["run_id"], []).append(
-            {
-                "step": step,
-                "val_metric": conv.number(record, "val_metric", line) * factor,
-                "test_metric": conv.number(record, "test_metric", line) * factor,
-                "fraction": conv.number(record, "fraction", line),
-                "epoch": conv.number(record, "epoch", line),
-                "train_loss": conv.number(record, "train_loss", line),
-                "_line": line,
-            }
-        )
-    total = {r["run_id"]: r["total_steps"] for r in rows}
-    return {rid: _finish_curve(path, pts, total.get(rid) or 0) for rid, pts in points.items()}
-
-
-def _curve_key(r: Mapping[str, Any], columns: Any) -> tuple:
-    key = [r["task"], r["recipe"], r["init_seed"], r["order_seed"], r["sample_seed"]]
-    key += [r["model"]] if "model" in columns else []
-    key += [r["sample_size"]] if "sample_size" in columns else []
-    return tuple(key)
-
-
-def _finish_curve(path: str, points: list[dict[str, Any]], total_steps: int) -> list[dict[str, Any]]:
-    points = sorted(points, key=lambda p: p["step"])
-    steps = [p["step"] for p in points]
-    if len(set(steps)) != len(steps):
-        dup = [p["_line"] for p in points if steps.count(p["step"]) > 1]
-        raise ImportFileError(f"{path}: {row_label(path, dup)} give the same step twice for one run; keep one")
-    denom = total_steps if total_steps > 0 else (max(steps) or 1)
-    out = []
-    for i, p in enumerate(points):
-        p = {k: v for k, v in p.items() if k != "_line"}
-        if math.isnan(p["fraction"]):
-            p["fraction"] = p["step"] / denom
-        out.append({**p, "eval_index": i})
-    return out

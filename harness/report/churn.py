@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -20,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.churn import churn, most_flipped, per_example_accuracy, prediction_matrix, recipe_agreement
+from harness.analysis.claims import TEST_NAMES, ClaimVerdict
+from harness.analysis.describe import COUNTED_STATUSES
 from harness.analysis.power import seeds_needed
 from harness.experiment import data as D
 from harness.experiment.seed_budget import load_budget
@@ -137,11 +138,11 @@ def _task_churn(
     base = next(iter(matrices))
     flips = most_flipped(matrices[base], labels, top=TOP_FLIPS)
     flips = flips[flips["flip_rate"] > 0]
-    if not flips.empty:
+    if not flips.empty and labels is not None:  # without the examples' text the table is indices only
         md += [f"Examples that flip most between the seeds of `{base}`:", ""]
         flip_rows = []
         for r in flips.to_dict("records"):
-            text = _text(examples[int(r["example"])]) if labels is not None else "(text unavailable)"
+            text = _text(examples[int(r["example"])])  # type: ignore[index]
             gold = r.get("gold", "–")
             flip_rows.append([int(r["example"]), pct(r["flip_rate"]), r["votes"], gold, text])
         md += [md_table(["#", "pairs disagreeing", "seed votes", "gold", "text"], flip_rows, "rrlll"), ""]
@@ -192,22 +193,41 @@ def _churn_figure(
     return path
 
 
-def _pairs(spec_paper: Mapping[str, Any] | None, tasks: Sequence[str], recipes: Sequence[str]) -> list[tuple]:
-    claims = [c for c in (spec_paper or {}).get("claims", []) if c.get("statistic", "mean") == "mean"]
-    pairs = [(str(c["task"]), str(c["a"]), str(c["b"]), str(c.get("claim", ""))) for c in claims]
-    return pairs or [(t, r, recipes[0], "") for t in tasks for r in recipes[1:]]
-
-
-def seeds_needed_section(runs: pd.DataFrame, recipes: Sequence[str], paper: Mapping[str, Any] | None) -> list[str]:
-    """A "seeds needed" line per claim on means (else per recipe vs the baseline): 80% power, two-sided 0.05."""
-    counted = runs[runs["status"].astype(str).isin(("done", "stopped", "diverged"))]
+def seeds_needed_section(
+    runs: pd.DataFrame, recipes: Sequence[str], verdicts: Sequence[ClaimVerdict] = ()
+) -> list[str]:
+    """Seeds needed: per claim, from its verdict (the one-sided test the verdict uses, at the claim's Holm level,
+    early-stopped runs left out); without claims, per recipe vs the baseline (two-sided Welch at 0.05)."""
+    if verdicts:
+        lines = []
+        for v in verdicts:
+            label = f"{v.task}: {v.a} vs {v.b} ({v.claim})" if v.b else f"{v.task}: {v.a} ({v.claim})"
+            if v.label != "inconclusive":
+                lines.append(f"- {label}: {v.label}; no more seeds needed to settle it here.")
+            elif v.seeds_needed is not None:
+                lines.append(
+                    f"- {label}: inconclusive with n = {v.n_a}/{v.n_b}: **{v.seeds_needed} seeds per arm** for 80% "
+                    f"power of the one-sided {TEST_NAMES.get(v.test, v.test)} test at its Holm level "
+                    f"{v.holm_level:.3g}."
+                )
+            else:
+                lines.append(f"- {label}: inconclusive; no finite number of seeds (no effect in the claimed "
+                             "direction, or no power formula for this statistic).")  # fmt: skip
+        note = (
+            "Seeds per arm at which the claim's own test, one-sided at its Holm level (α / (m − r + 1) for the claim "
+            "ranked r of m), would have 80% power if the observed effect and spreads were the true ones (Welch t: "
+            "noncentral t; Brown-Forsythe/Levene: the t test of the absolute deviations; Fisher: exact binomial "
+            "sum; harness/analysis/power.py). Early-stopped runs are left out. A planning number for the next study."
+        )
+        return ["## Seeds needed", "", *lines, "", note, ""]
+    counted = runs[runs["status"].astype(str).isin(COUNTED_STATUSES)]
     tasks = list(dict.fromkeys(counted["task"].astype(str)))
     lines = []
-    for task, a, b, claim in _pairs(paper, tasks, recipes):
+    for task, a, b in ((t, r, recipes[0]) for t in tasks for r in recipes[1:]):
         sel = counted[counted["task"].astype(str) == task]
         sa = sel[sel["recipe"].astype(str) == a]["score"].to_numpy(float)
         sb = sel[sel["recipe"].astype(str) == b]["score"].to_numpy(float)
-        label = f"{task}: {a} vs {b}" + (f" ({claim})" if claim else "")
+        label = f"{task}: {a} vs {b}"
         try:
             res = seeds_needed(sa, sb)
         except ValueError:
@@ -230,8 +250,8 @@ def seeds_needed_section(runs: pd.DataFrame, recipes: Sequence[str], paper: Mapp
         *lines,
         "",
         "Seeds per recipe for which a two-sided Welch t test at 0.05 would have 80% power if the observed "
-        "difference and spreads were the true ones (noncentral t; harness/analysis/power.py). A planning number "
-        "for the next study: it uses this study's estimates, so it is itself uncertain.",
+        "difference and spreads were the true ones (noncentral t; harness/analysis/power.py; early-stopped runs "
+        "left out). A planning number for the next study: it uses this study's estimates, so it is itself uncertain.",
         "",
     ]
 
@@ -253,6 +273,10 @@ def budget_section(exp_dir: Path) -> list[str]:
         "",
         "Sequential targets test each pair after every step with Welch's t and Lan-DeMets alpha spending "
         "(O'Brien-Fleming or Pocock type; Lan & DeMets 1983), so the error rate over all looks stays at the "
-        "declared alpha; `ci_width<=W` stops a configuration once its 95% t interval of the mean is at most W wide.",
+        "declared alpha: a claim on means one-sided at α / m (its share of the Holm family of the m claims), a pair "
+        "without a claim two-sided at α. The verdict of such a claim replays the same group-sequential test and "
+        "reads its stage-wise p-value, so the budget and the verdict agree. Claims on spreads and degenerate rates "
+        "were not considered when the budget stopped adding seeds; their verdicts say so. `ci_width<=W` stops a "
+        "configuration once its 95% t interval of the mean is at most W wide.",
         "",
     ]

@@ -13,9 +13,11 @@ from harness.analysis.compare import holm_by_method
 from harness.analysis.describe import COUNTED_STATUSES
 from harness.experiment.spec import ExperimentSpec
 from harness.report import plots
-from harness.report.experiment import HOLM_NOTE, clear_figures, pair_rows, write_markdown_report
+from harness.report.experiment import pair_rows, write_markdown_report
+from harness.report.folder import stage_report
 from harness.report.paper import ReportError
 from harness.report.provenance import model_description, provenance_table, setup_table, substitution_notes
+from harness.report.sections import HOLM_NOTE
 from harness.report.tables import comparison_tables, summary_table
 from harness.storage.store import load_runs
 
@@ -89,9 +91,8 @@ def compare_report(
     runs_a = runs_a[runs_a["config_key"].astype(str).isin(common)]
     runs_b = runs_b[runs_b["config_key"].astype(str).isin(common)]
     deg_a, deg_b = is_degenerate(runs_a, th_a), is_degenerate(runs_b, th_b)
-    out = Path(out_dir) if out_dir else exp_a.parent / f"compare-{exp_a.name}-vs-{exp_b.name}"
-    out.mkdir(parents=True, exist_ok=True)
-    clear_figures(out)
+    # staged, then published: only files the harness wrote are replaced (harness/report/folder.py)
+    out = stage_report(out_dir) if out_dir else stage_report(exp_a.parent, f"compare-{exp_a.name}-vs-{exp_b.name}")
 
     sums = []
     for label, runs, th in ((labels[0], runs_a, th_a), (labels[1], runs_b, th_b)):
@@ -178,8 +179,8 @@ def _seed_panels(runs_a, runs_b, deg_a, deg_b, configs, labels, colors, lines, p
                 plots.Group(label, r["score"].to_numpy(float), deg.loc[r.index].to_numpy(bool), colors[label])
             )
         rows = runs_a[runs_a["config_key"].astype(str) == key]
-        plots.strip_box(ax, groups, lines.get(str(rows["task"].iloc[0])))
-        ax.set_title(key)
-        ax.set_ylabel(plots.metric_label(rows["metric"].iloc[0]))
+        panel = plots.strip_box(ax, groups, lines.get(str(rows["task"].iloc[0])))
+        panel[0].set_title(key)
+        panel[0].set_ylabel(plots.metric_label(rows["metric"].iloc[0]))
     plots.strip_box_legend(fig, bool(lines), f"degenerate at or below ({labels[0]}'s rule)")
-    return plots._save(fig, path)
+    return plots.save_figure(fig, path)

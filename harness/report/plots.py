@@ -85,9 +85,10 @@ def _grid(n: int, panel_w: float = PANEL_W, panel_h: float = PANEL_H, sharey: bo
     return fig, flat[:n]
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path, dpi: int = DPI) -> Path:
+    """Write `fig` to `path` (its folder made if needed) and close it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -99,55 +100,80 @@ def _tick_labels(ax, labels: Sequence[str]) -> None:
     ax.set_xticklabels(labels, rotation=30 if long else 0, ha="right" if long else "center")
 
 
-def strip_box(ax, groups: Sequence[Group], baseline: float | None, seed: int = 0) -> None:
+def _draw_groups(ax, groups: Sequence[Group], seed: int) -> None:
     """Box (quartiles, whiskers at 1.5 IQR, no fliers) plus every seed as a jittered dot; degenerate seeds as ×."""
     rng = np.random.default_rng(seed)
     for i, g in enumerate(groups):
         x = g.scores[~np.isnan(g.scores)]
         deg = g.degenerate[~np.isnan(g.scores)]
-        if x.size:
-            ax.boxplot(
-                x,
-                positions=[i],
-                widths=0.55,
-                showfliers=False,
-                patch_artist=True,
-                boxprops={"facecolor": g.color, "alpha": 0.25, "edgecolor": g.color},
-                medianprops={"color": g.color, "linewidth": 2},
-                whiskerprops={"color": g.color},
-                capprops={"color": g.color},
-            )
-            jitter = rng.uniform(-0.18, 0.18, x.size)
-            ax.scatter(i + jitter[~deg], x[~deg], s=16, color=g.color, alpha=0.85, zorder=3, linewidths=0)
-            ax.scatter(i + jitter[deg], x[deg], s=28, color=g.color, marker="x", zorder=3, linewidths=1.4)
+        if not x.size:
+            continue
+        ax.boxplot(
+            x,
+            positions=[i],
+            widths=0.55,
+            showfliers=False,
+            patch_artist=True,
+            boxprops={"facecolor": g.color, "alpha": 0.25, "edgecolor": g.color},
+            medianprops={"color": g.color, "linewidth": 2},
+            whiskerprops={"color": g.color},
+            capprops={"color": g.color},
+        )
+        jitter = rng.uniform(-0.18, 0.18, x.size)
+        ax.scatter(i + jitter[~deg], x[~deg], s=16, color=g.color, alpha=0.85, zorder=3, linewidths=0)
+        ax.scatter(i + jitter[deg], x[deg], s=28, color=g.color, marker="x", zorder=3, linewidths=1.4)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _broken(ax) -> tuple:
+    """Replace `ax` by two stacked axes sharing x: a tall upper one and a short lower one."""
+    fig = ax.get_figure()
+    grid = ax.get_subplotspec().subgridspec(2, 1, height_ratios=[4, 1.3], hspace=0.04)
+    ax.remove()
+    top = fig.add_subplot(grid[0])
+    bottom = fig.add_subplot(grid[1], sharex=top)
+    top.spines["bottom"].set_visible(False)
+    top.tick_params(axis="x", which="both", bottom=False, labelbottom=False)
+    kw = {"marker": [(-1, -0.5), (1, 0.5)], "markersize": 9, "linestyle": "none", "color": "#555555",
+          "mec": "#555555", "mew": 1, "clip_on": False}  # fmt: skip
+    top.plot([0], [0], transform=top.transAxes, **kw)
+    bottom.plot([0], [1], transform=bottom.transAxes, **kw)
+    return top, bottom
+
+
+def strip_box(ax, groups: Sequence[Group], baseline: float | None, seed: int = 0) -> list:
+    """Strip + box plot of `groups` in `ax`; returns the axes that hold the panel (title and labels go on the first).
+
+    When degenerate seeds lie far below the rest (focus_limits), the panel is broken in two: the upper axis
+    holds the spread of the other seeds, a short lower one the seeds below it, so every seed stays on an axis."""
     limits = focus_limits(groups)
-    if limits is not None:  # degenerate seeds far below the rest: zoom on the spread, mark them at the edge
-        lo, hi = limits
-        ax.set_ylim(lo, hi)
-        edge = lo + 0.03 * (hi - lo)
-        for i, g in enumerate(groups):
-            below = int(np.sum(g.scores[~np.isnan(g.scores)] < lo))
-            if below:
-                ax.scatter([i], [edge], marker="v", s=40, color=g.color, zorder=4, clip_on=False)
-                ax.annotate(f"{below} below", (i, edge), xytext=(6, 0), textcoords="offset points", fontsize=7,
-                            va="center")  # fmt: skip
-        if baseline is not None and np.isfinite(baseline) and baseline < lo:
-            ax.text(0.01, 0.99, f"axis cut: the degenerate bar ({baseline:g}) and the seeds below it are off the axis",
-                    transform=ax.transAxes, fontsize=7, va="top", color="#555555")  # fmt: skip
-    if baseline is not None and np.isfinite(baseline) and (limits is None or limits[0] <= baseline <= limits[1]):
-        ax.axhline(baseline, color="#555555", linestyle="--", linewidth=1, zorder=1)
+    panel = [ax] if limits is None else list(_broken(ax))
+    for part in panel:
+        _draw_groups(part, groups, seed)
+    if limits is not None:
+        top, bottom = panel
+        top.set_ylim(*limits)
+        finite = np.concatenate([g.scores[~np.isnan(g.scores)] for g in groups])
+        low = finite[finite < limits[0]]
+        pad = max(0.15 * float(np.ptp(low)), 0.02 * (limits[1] - limits[0]), 0.5)
+        bottom.set_ylim(float(low.min()) - pad, min(float(low.max()) + pad, limits[0]))
+    for part in panel:
+        lo, hi = part.get_ylim()
+        if baseline is not None and np.isfinite(baseline) and lo <= baseline <= hi:
+            part.axhline(baseline, color="#555555", linestyle="--", linewidth=1, zorder=1)
     labels = []
     for g in groups:
         n_div = int(np.isnan(g.scores).sum())
         labels.append(f"{g.label}\n(n={g.scores.size}" + (f", {n_div} div.)" if n_div else ")"))
-    _tick_labels(ax, labels)
-    ax.set_xlim(-0.6, len(groups) - 0.4)
-    ax.grid(axis="y", alpha=0.3)
+    _tick_labels(panel[-1], labels)
+    panel[-1].set_xlim(-0.6, len(groups) - 0.4)
+    return panel
 
 
 def focus_limits(groups: Sequence[Group], gap: float = 1.5) -> tuple[float, float] | None:
     """y-limits around the non-degenerate seeds when the degenerate ones lie more than `gap` times that spread
-    below them (an STS-B run at 0 beside runs at 86-90 would squash the spread into a sliver); None otherwise."""
+    below them (an STS-B run at 0 beside runs at 86-90 would squash the spread into a sliver); None otherwise.
+    strip_box then draws the seeds below these limits on a second, lower axis."""
     finite = [(g.scores[~np.isnan(g.scores)], g.degenerate[~np.isnan(g.scores)]) for g in groups]
     good = np.concatenate([x[~d] for x, d in finite]) if finite else np.array([])
     bad = np.concatenate([x[d] for x, d in finite]) if finite else np.array([])
@@ -199,11 +225,11 @@ def seed_distributions(
             )
         base = lines.get(task)
         any_base |= base is not None
-        strip_box(ax, groups, base)
-        ax.set_title(task)
-        ax.set_ylabel(f"{metric_label(rows['metric'].iloc[0])}\n{score_label}")
+        panel = strip_box(ax, groups, base)
+        panel[0].set_title(task)
+        panel[0].set_ylabel(f"{metric_label(rows['metric'].iloc[0])}\n{score_label}")
     strip_box_legend(fig, any_base, "degenerate at or below")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def degenerate_lines(rules: pd.DataFrame, summary: pd.DataFrame) -> dict[str, float | None]:
@@ -258,7 +284,7 @@ def degenerate_rates(
     ax.set_title("error bars: 95% Wilson interval; labels: degenerate / total runs", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.legend(loc="outside right upper", frameon=False, title=label_col)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def expected_max(
@@ -281,7 +307,7 @@ def expected_max(
             ax.plot(g["n"], g["emp"], color=color, label=name, linewidth=1.8)
             ax.fill_between(g["n"], g["band_lo"], g["band_hi"], color=color, alpha=0.18, linewidth=0)
         column = str(sub["column"].iloc[0]) if "column" in sub else "val_best"
-        split = "validation" if column.startswith("val") else "selected"
+        split = "validation" if column.startswith("val") else ("test" if "test" in column else "reported")
         task = panel.split("/")[0]
         ax.set_title(panel)
         ax.set_xlabel("number of trials n (seeds)")
@@ -294,7 +320,7 @@ def expected_max(
     ]
     handles.append(Patch(color="#888888", alpha=0.3, label="95% bootstrap band"))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def outcome_of(runs: pd.DataFrame, degenerate: pd.Series) -> pd.Series:
@@ -306,8 +332,30 @@ def outcome_of(runs: pd.DataFrame, degenerate: pd.Series) -> pd.Series:
     return pd.Series(out, index=runs.index)
 
 
+MAX_LINES = 12  # an outcome with more seeds than this in one panel is drawn as a band, not as lines
+
+
+def _curve_xy(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    x = g["fraction"].to_numpy(float)
+    x = x if np.isfinite(x).all() else g["eval_index"].to_numpy(float)
+    return x, g["val_metric"].to_numpy(float)
+
+
+def _band(ax, curves: list[pd.DataFrame], color: str) -> None:
+    """Median, interquartile and 10-90% band across seeds at each evaluation (runs that stopped early drop out)."""
+    stacked = pd.concat(curves, ignore_index=True)
+    stacked = stacked.assign(x=np.where(np.isfinite(stacked["fraction"]), stacked["fraction"], stacked["eval_index"]))
+    by = stacked.groupby("eval_index", sort=True)
+    x = by["x"].median().to_numpy(float)
+    q = by["val_metric"].quantile([0.1, 0.25, 0.5, 0.75, 0.9]).unstack().to_numpy(float)
+    ax.fill_between(x, q[:, 0], q[:, 4], color=color, alpha=0.15, linewidth=0)
+    ax.fill_between(x, q[:, 1], q[:, 3], color=color, alpha=0.3, linewidth=0)
+    ax.plot(x, q[:, 2], color=color, linewidth=2)
+
+
 def eval_curves(curves: pd.DataFrame, runs: pd.DataFrame, degenerate: pd.Series, task: str, path: Path) -> Path | None:
-    """One panel per recipe of `task`: every seed's validation curve, coloured by the run's final outcome."""
+    """One panel per recipe of `task`: the seeds' validation curves, coloured by the run's final outcome; an
+    outcome with more than MAX_LINES seeds in a panel as its median with 50% and 80% bands instead of lines."""
     rows = runs[(runs["task"].astype(str) == task) & (runs["status"].astype(str) != "failed")]
     if rows.empty or curves.empty:
         return None
@@ -316,41 +364,42 @@ def eval_curves(curves: pd.DataFrame, runs: pd.DataFrame, degenerate: pd.Series,
     by_run = {rid: g.sort_values("eval_index") for rid, g in curves.groupby("run_id", sort=False)}
     fig, axes = _grid(len(recipes), sharey=True)
     seen: set[str] = set()
+    banded = False
     for ax, recipe in zip(axes, recipes, strict=True):
         sub = rows[rows["recipe"].astype(str) == recipe]
         counts: dict[str, int] = {}
+        kinds: dict[str, list[pd.DataFrame]] = {}
         for idx, rid in zip(sub.index, sub["run_id"].astype(str), strict=True):
             kind = outcome.loc[idx]
             counts[kind] = counts.get(kind, 0) + 1
             g = by_run.get(rid)
-            if g is None or g.empty:
-                continue
-            x = g["fraction"].to_numpy(float)
-            x = x if np.isfinite(x).all() else g["eval_index"].to_numpy(float)
-            ax.plot(
-                x,
-                g["val_metric"].to_numpy(float),
-                color=OUTCOME_COLORS[kind],
-                alpha=0.7,
-                linewidth=1,
-                linestyle="--" if kind == "diverged" else "-",
-                marker="." if len(g) < 12 else None,
-                markersize=3,
-            )
+            if g is not None and not g.empty:
+                kinds.setdefault(kind, []).append(g)
+        for kind in [k for k in OUTCOME_COLORS if k in kinds]:
             seen.add(kind)
+            if len(kinds[kind]) > MAX_LINES:
+                _band(ax, kinds[kind], OUTCOME_COLORS[kind])
+                banded = True
+                continue
+            for g in kinds[kind]:
+                ax.plot(*_curve_xy(g), color=OUTCOME_COLORS[kind], alpha=0.7, linewidth=1,
+                        linestyle="--" if kind == "diverged" else "-", marker="." if len(g) < 12 else None,
+                        markersize=3)  # fmt: skip
         ax.set_title(f"{recipe} ({', '.join(f'{v} {k}' for k, v in counts.items())})", fontsize=8)
         ax.set_xlabel("fraction of training")
         ax.set_ylabel(f"validation {metric_label(sub['metric'].iloc[0])}")
         ax.yaxis.set_tick_params(labelleft=True)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{task}: evaluation curves of every seed, coloured by final outcome")
+    fig.suptitle(f"{task}: evaluation curves of the seeds, coloured by final outcome")
     handles = [
         Line2D([], [], color=OUTCOME_COLORS[k], linestyle="--" if k == "diverged" else "-", label=k)
         for k in OUTCOME_COLORS
         if k in seen
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
-    return _save(fig, path)
+    if banded:
+        handles.append(Patch(color="#888888", alpha=0.35, label=f"over {MAX_LINES} seeds: median, 50% and 80% bands"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3), frameon=False)
+    return save_figure(fig, path)
 
 
 def variance_shares(dec: pd.DataFrame, path: Path) -> Path | None:
@@ -388,4 +437,4 @@ def variance_shares(dec: pd.DataFrame, path: Path) -> Path | None:
     ax.set_xlim(0, 100)
     ax.set_xlabel("share of score variance (%)")
     fig.legend(loc="outside lower center", ncol=3, frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)

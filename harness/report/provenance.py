@@ -7,6 +7,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -84,7 +85,66 @@ def model_description(runs: pd.DataFrame) -> str:
     return "; ".join(parts) or "unknown model"
 
 
-def setup_table(runs: pd.DataFrame, spec: ExperimentSpec | None) -> str:
+def repo_path(path: str | Path) -> str:
+    """A path as a reader of this checkout can use it: relative to the working directory (the repository root
+    when the publisher runs), else only its last two parts: never the absolute path of the machine that ran."""
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    try:
+        return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return f"…/{p.parent.name}/{p.name}" if p.parent.name else p.name
+
+
+def experiment_source(exp_dir: Path, spec: ExperimentSpec | None) -> str:
+    """The experiment file as `harness run` was given it (recorded in experiment.json), else the spec's source."""
+    meta = exp_dir / "experiment.json"
+    try:
+        recorded = json.loads(meta.read_text()).get("source") if meta.is_file() else None
+    except ValueError:
+        recorded = None
+    source = recorded or (spec.source if spec is not None else "")
+    return repo_path(source) if source else ""
+
+
+def code_state(runs: pd.DataFrame) -> str:
+    """The commit(s) the runs were trained from, saying when they mix commits or came from an uncommitted tree."""
+    recorded = [p for p in provenances(runs) if p]  # a failed or imported run may carry no provenance
+    shas = Counter(str(p.get("git_sha") or "unknown") for p in recorded)
+    n = sum(shas.values())
+    if not n:
+        return "no provenance recorded in these runs"
+    dirty = sum(k for sha, k in shas.items() if sha.endswith("+dirty"))
+    note = (
+        f"; {dirty} of them from a checkout with uncommitted changes (`+dirty`): the code that ran is that commit "
+        "plus edits not recorded here"
+        if dirty
+        else ""
+    )
+    if len(shas) == 1:
+        sha = next(iter(shas))
+        if sha == "unknown":
+            return f"no commit recorded for the {n} runs"
+        if dirty:
+            return (
+                f"all {n} runs from commit `{sha}`, a checkout with uncommitted changes: the code that ran is that "
+                "commit plus edits not recorded here"
+            )
+        return f"all {n} runs from commit `{sha}` (a clean checkout)"
+    parts = ", ".join(f"`{sha}` ({k} runs)" for sha, k in shas.most_common())
+    return f"MIXED: the {n} runs come from {len(shas)} code states: {parts}{note}"
+
+
+def scope_line(runs: pd.DataFrame, spec: ExperimentSpec | None) -> str:
+    """What this report covers, from the runs themselves (so a title never names a task or recipe not run)."""
+    tasks = ", ".join(dict.fromkeys(runs["task"].astype(str)))
+    recipes = ", ".join(dict.fromkeys(runs["recipe"].astype(str)))
+    scale = f" at scale `{spec.scale}`" if spec is not None and spec.scale else ""
+    return f"This report{scale}: task(s) {tasks}; recipes {recipes}."
+
+
+def setup_table(runs: pd.DataFrame, spec: ExperimentSpec | None, source: str = "") -> str:
     sp = specs(runs)
     rows = [
         ["tasks", ", ".join(dict.fromkeys(runs["task"].astype(str)))],
@@ -104,8 +164,9 @@ def setup_table(runs: pd.DataFrame, spec: ExperimentSpec | None) -> str:
         else (f"{seeds['init_seed'].nunique()} init × {seeds['order_seed'].nunique()} order seeds")
     )
     rows.append(["seeds", grid])
-    if spec is not None and spec.source:
-        rows.append(["experiment file", f"`{spec.source}`"])
+    source = source or (repo_path(spec.source) if spec is not None and spec.source else "")
+    if source:
+        rows.append(["experiment file", f"`{source}`"])
     return md_table(["setting", "value"], rows, "ll")
 
 
@@ -163,6 +224,15 @@ def substitution_notes(
         first = next(part for part in warned["notes"].iloc[0].split("; ") if "WARNING:" in part)
         recipes = ", ".join(dict.fromkeys(warned["recipe"].astype(str)))
         notes.append(f"{len(warned)} run(s) ({recipes}) carry a warning in their record: {first.strip()}")
+    read_as = {"constant": "scored as the constant predictor (an undefined metric of constant predictions) and "
+               "counted degenerate", "diverged": "counted as diverged (no score, degenerate)",
+               "failed": "left out as failed"}  # fmt: skip
+    marks = provenances(runs) if "provenance" in runs else []
+    for rule, k in Counter(p.get("missing_score") for p in marks if p.get("missing_score")).items():
+        notes.append(
+            f"{k} imported run(s) had no score in the log and were {read_as.get(rule, rule)} (`harness import "
+            f"--missing {rule}`). The choice can decide verdicts; each verdict's caveats count the runs it touches."
+        )
     kept = sorted({s["model_layers"] for s in sp if s.get("model_layers")})
     if kept:
         notes.append(
@@ -194,12 +264,31 @@ def substitution_notes(
         )
         notes.append(f"Scores are on the held-out half of the GLUE dev set (split per label, fixed split seed), {how}")
     if "dev" in protocols:
-        notes.append(
-            "Scores are on the dev set that also selects the checkpoint (as in Mosbach et al. 2021): "
-            "optimistic by the selection."
-        )
+        notes.append(_dev_note(runs, sp))
     notes.extend(paper_notes)
     return notes
+
+
+def _dev_note(runs: pd.DataFrame, sp: list[dict[str, Any]]) -> str:
+    """Under the dev protocol the dev set scores every run; it also selects the checkpoint only of the recipes
+    with select = "best"."""
+    by_select: dict[str, dict[str, None]] = {}  # select -> recipes, in order
+    for name, s in zip(runs["recipe"].astype(str), sp, strict=True):
+        if s.get("eval_protocol") == "dev":
+            by_select.setdefault((s.get("recipe") or {}).get("select", "best"), {})[name] = None
+    best, final = list(by_select.get("best", {})), list(by_select.get("final", {}))
+    if not best:
+        return (
+            'Scores are on the dev set at each run\'s last checkpoint (select = "final"): the dev set selects nothing.'
+        )
+    text = (
+        "Scores are on the dev set that also selects the checkpoint"
+        + (f" of {', '.join(best)}" if final else "")
+        + " (as in Mosbach et al. 2021): optimistic by the selection."
+    )
+    if final:
+        text += f" {', '.join(final)} report their last checkpoint: the arms are selected differently."
+    return text
 
 
 SCALE_NOTE = re.compile(r"^\s*([A-Za-z][\w-]*) scale:", re.IGNORECASE)

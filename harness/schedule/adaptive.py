@@ -20,6 +20,7 @@ from harness.analysis.budget import BudgetDecision, budget_pairs, decide
 from harness.experiment.seed_budget import BUDGET_FILE
 from harness.experiment.spec import ExperimentSpec
 from harness.schedule.core import RunSummary, run_experiment
+from harness.storage.safe_files import replace_file
 from harness.storage.store import experiment_dir, load_runs, write_events
 
 
@@ -102,6 +103,4 @@ def _write_budget(exp_dir: Path, summary: AdaptiveSummary) -> None:
         "runs_saved": summary.runs_saved,
         "configs": [dataclasses.asdict(d) for d in summary.decisions],
     }
-    tmp = exp_dir / f".{BUDGET_FILE}.tmp"
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(exp_dir / BUDGET_FILE)
+    replace_file(exp_dir / BUDGET_FILE, json.dumps(data, indent=2))  # atomic, never through a planted link

@@ -108,6 +108,11 @@ class Backend(ABC):
     def slots(self) -> int:
         """How many attempts may run at once."""
 
+    @property
+    def memory_per_slot(self) -> int | None:
+        """GPU bytes one slot's attempt may fill (its share of its GPU's free memory); None when unknown."""
+        return None
+
     @abstractmethod
     def describe(self) -> str:
         """One line: the devices and slots, for the log and the progress bar."""

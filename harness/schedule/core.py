@@ -33,10 +33,11 @@ from harness.schedule.backend import (
     ScheduleError,
     Started,
 )
-from harness.schedule.early_stop import Decision, RungTracker, rung_score_of_curve
+from harness.schedule.early_stop import Decision, RungTracker, compute_saved, rung_score_of_curve
 from harness.schedule.lock import ExperimentLock
 from harness.schedule.progress import Progress
-from harness.storage.records import base_row, failed_row
+from harness.schedule.worker import GROUP_FN
+from harness.storage.records import RunResult, base_row, failed_row
 from harness.storage.store import (
     StoreError,
     copy_run,
@@ -101,7 +102,7 @@ def make_backend(
     ctx_fields: dict[str, Any],
     max_workers: int | None,
     ray_address: str | None,
-    group_fn: str = groups.GROUP_FN,
+    group_fn: str = GROUP_FN,
 ) -> Backend:
     policy = experiment.schedule
     if name == "local":
@@ -125,6 +126,7 @@ def make_backend(
             runs_per_gpu=policy.runs_per_gpu,
             threads_per_run=policy.threads_per_run,
             max_workers=max_workers,
+            group_fn=group_fn,
         )
     if name == "slurm":
         from harness.schedule.slurm_backend import SlurmBackend
@@ -136,6 +138,7 @@ def make_backend(
             policy=policy.slurm,
             threads_per_run=policy.threads_per_run,
             max_workers=max_workers,
+            group_fn=group_fn,
         )
     raise ScheduleError(f"backend {name!r} is unknown; allowed: {', '.join(BACKENDS)}")
 
@@ -169,7 +172,7 @@ def run_experiment(
     ray_address: str | None = None,
     on_locked: Callable[[], None] | None = None,
     retry_failed: bool = False,
-    group_fn: str = groups.GROUP_FN,
+    group_fn: str = GROUP_FN,
 ) -> RunSummary:
     """Run every run of `experiment` not yet stored under results_root/<name>; resumable, one driver at a time.
 
@@ -183,8 +186,6 @@ def run_experiment(
     if name not in BACKENDS:
         raise ScheduleError(f"backend {name!r} is unknown; allowed: {', '.join(BACKENDS)}")
     check_train_fn(train_fn)
-    if problem := groups.backend_problem(experiment, name):
-        raise ScheduleError(problem)
     exp_dir = experiment_dir(results_root, experiment.name)
     started = time.monotonic()
     with ExperimentLock(exp_dir), _sigterm_as_interrupt():
@@ -305,8 +306,13 @@ class _Driver:
 
     def run(self, todo: list[RunSpec]) -> RunSummary:
         rung_at = self.tracker.at if self.tracker else None
-        self.queue.extend(groups.plan_attempts(todo, self.policy.seeds_per_worker, rung_at))
+        slots, memory = self.backend.slots, self.backend.memory_per_slot
+        attempts = groups.plan_attempts(todo, self.policy.seeds_per_worker, rung_at, slots, memory)
+        self.queue.extend(attempts)
         self.event("", "start", f"{len(todo)} run(s) to do, {self.summary.skipped} stored; {self.backend.describe()}")
+        planned = [a.specs for a in attempts if isinstance(a, GroupAttempt)]
+        if planned:
+            self.event("", "groups", groups.describe_groups(planned, slots, memory))
         try:
             while self.queue or self.live:
                 while self.queue and self.groups.busy(self.live) < self.backend.slots:
@@ -389,18 +395,31 @@ class _Driver:
         if self.tracker and spec.run_id not in self.tracker.decided:
             self.tracker.leave(spec.config_key, spec.run_id)
         if status == "stopped":
-            fractions = [p.get("fraction", 0.0) for p in message.result.curve] or [live.fraction]
-            f = min(max(max(fractions), 0.0), 1.0)
-            elapsed = float(row.get("wall_time_s") or (time.monotonic() - live.started))
-            saved_s = elapsed * (1 - f) / f if f > 0 else 0.0
-            self.saved_runs += 1 - f
-            self.saved_s += saved_s
-            self.event(
-                spec.run_id,
-                "early_stop",
-                f"{spec.config_key} stopped at {f:.2f} of training; saved {1 - f:.2f} run (~{saved_s:.1f} s)",
-            )
+            self.stopped(live, message.result, float(row.get("wall_time_s") or (time.monotonic() - live.started)))
         self.progress.note(f"{status}: {spec.config_key} seed {spec.init_seed}/{spec.order_seed}")
+
+    def stopped(self, live: _Live, result: RunResult, elapsed: float) -> None:
+        """Count what stopping this run saved: nothing for a group member its engine kept in the batch."""
+        spec = live.attempt.spec
+        fractions = [p.get("fraction", 0.0) for p in result.curve] or [live.fraction]
+        f = min(max(max(fractions), 0.0), 1.0)
+        saved = compute_saved(f, live.group is not None, result.dropped_at)
+        used = 1 - saved
+        saved_s = elapsed * saved / used if used > 0 else 0.0
+        self.saved_runs += saved
+        self.saved_s += saved_s
+        how = ""
+        if live.group is not None:
+            how = (
+                f"; dropped from its seed group's batch at {result.dropped_at:.2f}"
+                if result.dropped_at is not None
+                else "; its seed group kept computing it (frozen in the batch)"
+            )
+        self.event(
+            spec.run_id,
+            "early_stop",
+            f"{spec.config_key} stopped at {f:.2f} of training{how}; saved {saved:.2f} run (~{saved_s:.1f} s)",
+        )
 
     def crashed(self, live: _Live, message: Crashed) -> None:
         if live.group is not None:  # the group is retried (split in two on OOM) once all its members reported

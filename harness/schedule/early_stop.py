@@ -144,6 +144,18 @@ class RungTracker:
         return out
 
 
+def compute_saved(stop_fraction: float, in_group: bool, dropped_at: float | None) -> float:
+    """The share of one run's training that stopping it at `stop_fraction` saved.
+
+    A run trained alone ends its process at the stop: 1 - stop_fraction. Inside a seed group only what the
+    engine reports having removed from the batch counts (1 - dropped_at): a stopped run frozen in the batch
+    costs every step its group takes, so it saved nothing.
+    """
+    if in_group:
+        return 0.0 if dropped_at is None else 1.0 - min(max(dropped_at, 0.0), 1.0)
+    return 1.0 - min(max(stop_fraction, 0.0), 1.0)
+
+
 def rung_score_of_curve(curve: Iterable[tuple[float, float]], at: float) -> float | None:
     """The rung score of a stored curve [(fraction, val_metric), ...]: val at the first eval in [at, 1)."""
     for fraction, val in sorted(curve):

@@ -2,7 +2,8 @@
 
 The kernel drops the lock when the holder dies, even under kill -9, so a
 stale lock cannot block a restart; the file keeps the holder's pid, host and
-start time only so the refusal can name them.
+start time only so the refusal can name them. The file is opened without following links: a
+`.driver.lock` planted as a link (to a file the lock would truncate) is refused with one line.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
+
+from harness.storage.safe_files import UnsafePathError, open_no_follow, real_folder
 
 LOCK_NAME = ".driver.lock"
 
@@ -27,8 +31,15 @@ class ExperimentLock:
         self._fd: int | None = None
 
     def acquire(self) -> ExperimentLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # no O_TRUNC: the holder's pid stays readable
+        real_folder(self.path.parent)
+        fd = open_no_follow(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # no O_TRUNC: the holder's pid stays readable
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode) or found.st_nlink > 1:  # a hard link shares its inode with another file
+            os.close(fd)
+            raise UnsafePathError(
+                f"{self.path} is not the harness's own lock file (a special file, or a hard link to another file); "
+                "remove it and run the command again"
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -62,9 +73,15 @@ class ExperimentLock:
 
 def read_holder(path: str | Path) -> dict:
     try:
-        return json.loads(Path(path).read_text() or "{}")
+        fd = open_no_follow(path, os.O_RDONLY)
+    except (OSError, UnsafePathError):
+        return {}
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            info = json.loads(handle.read(4096) or b"{}")
     except (OSError, ValueError):
         return {}
+    return info if isinstance(info, dict) else {}
 
 
 def is_locked(exp_dir: str | Path) -> dict | None:
@@ -72,7 +89,10 @@ def is_locked(exp_dir: str | Path) -> dict | None:
     path = Path(exp_dir) / LOCK_NAME
     if not path.exists():
         return None
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = open_no_follow(path, os.O_RDONLY)
+    except (OSError, UnsafePathError):  # a link is no driver's lock: no driver holds it
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

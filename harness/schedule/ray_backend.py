@@ -1,11 +1,11 @@
 """Ray backend (optional extra `harness[ray]`): the same attempts as Ray tasks with fractional GPUs.
 
-Each attempt is one Ray task (max_retries=0: retries belong to the core) asking
-for `threads_per_run` CPUs and `1/runs_per_gpu` GPU; Ray pins it through
-CUDA_VISIBLE_DEVICES, so the run trains on "cuda:0". Eval points and rung
-answers go through one small actor (`_Channel`). Results return to the driver,
-which writes the store exactly as with the local backend. A dead worker shows
-as a Ray error on the task's result and becomes a `Crashed` message.
+Each attempt, or seed group (one task trains all its members; each reports under its own attempt key),
+is one Ray task (max_retries=0: retries belong to the core) asking for `threads_per_run` CPUs and
+`1/runs_per_gpu` GPU; Ray pins it through CUDA_VISIBLE_DEVICES, so the run trains on "cuda:0". Eval points
+and rung answers go through one small actor (`_Channel`). Results return to the driver, which writes the
+store exactly as with the local backend. A dead worker shows as a Ray error on the task's result and becomes
+a `Crashed` message (one per member of a group).
 """
 
 from __future__ import annotations
@@ -15,8 +15,17 @@ import sys
 import time
 from typing import Any
 
-from harness.schedule.backend import Attempt, Backend, Crashed, Message, ScheduleError, Started
-from harness.schedule.worker import is_oom, run_attempt, thread_env
+from harness.schedule.backend import (
+    Attempt,
+    Backend,
+    Crashed,
+    Evaluated,
+    GroupAttempt,
+    Message,
+    ScheduleError,
+    Started,
+)
+from harness.schedule.worker import GROUP_FN, is_oom, run_attempt, run_group_attempt, thread_env
 
 try:
     import ray
@@ -44,11 +53,22 @@ class _Channel:
     def decision(self, key: str) -> bool | None:
         return self.answers.pop(key, None)
 
+    def first_decision(self, keys: list[str]) -> tuple[str, bool] | None:
+        """An answer for any of `keys` (a seed group waits for its members' answers in any order)."""
+        for key in keys:
+            if key in self.answers:
+                return key, self.answers.pop(key)
+        return None
 
-def _ray_main(attempt: Attempt, train_fn: str, ctx_fields: dict[str, Any], channel: Any) -> Message:
+
+def _ray_main(
+    attempt: Attempt | GroupAttempt, train_fn: str, ctx_fields: dict[str, Any], channel: Any, group_fn: str = GROUP_FN
+) -> Message | list[Message]:
     os.environ.update(thread_env(ctx_fields.get("threads")))
     device = "cuda:0" if ray.get_gpu_ids() else "cpu"
     ctx = {**ctx_fields, "device": device}
+    if isinstance(attempt, GroupAttempt):
+        return _ray_group(attempt, group_fn, ctx, channel)
     channel.put.remote(Started(attempt.key, device))
 
     def ask() -> bool:
@@ -59,6 +79,28 @@ def _ray_main(attempt: Attempt, train_fn: str, ctx_fields: dict[str, Any], chann
             time.sleep(0.05)
 
     return run_attempt(attempt, train_fn, ctx, lambda m: channel.put.remote(m), ask)
+
+
+def _ray_group(group: GroupAttempt, group_fn: str, ctx: dict[str, Any], channel: Any) -> list[Message]:
+    """A seed group in one task: its members' messages through the channel, answers polled for those asked."""
+    for spec in group.specs:
+        channel.put.remote(Started(group.member_key(spec.run_id), ctx["device"]))
+    asked: list[str] = []
+
+    def send(message: Message) -> None:
+        if isinstance(message, Evaluated) and message.at_rung:
+            asked.append(message.key)
+        channel.put.remote(message)
+
+    def ask() -> tuple[str, bool]:
+        while True:
+            found = ray.get(channel.first_decision.remote(asked))
+            if found is not None:
+                asked.remove(found[0])
+                return found
+            time.sleep(0.05)
+
+    return run_group_attempt(group, group_fn, ctx, send, ask)
 
 
 def _local_pythonpath() -> str:
@@ -82,10 +124,12 @@ class RayBackend(Backend):
         runs_per_gpu: int = 1,
         threads_per_run: int = 1,
         max_workers: int | None = None,
+        group_fn: str = GROUP_FN,
     ):
         if ray is None:
             raise ScheduleError("backend 'ray' needs Ray: pip install 'harness[ray]' (or choose --backend local)")
         self.train_fn = train_fn
+        self.group_fn = group_fn
         self.ctx_fields = dict(ctx_fields)
         self._owns = not ray.is_initialized()
         if self._owns:
@@ -105,7 +149,8 @@ class RayBackend(Backend):
         self._slots = min(n, max_workers) if max_workers else n
         self._task = ray.remote(_ray_main).options(**options)
         self._channel = ray.remote(_Channel).options(num_cpus=0).remote()
-        self._live: dict[str, Any] = {}  # key -> ObjectRef
+        self._live: dict[str, Any] = {}  # attempt or group key -> ObjectRef
+        self._members: dict[str, list[str]] = {}  # group key -> its members' attempt keys
 
     @property
     def slots(self) -> int:
@@ -115,7 +160,10 @@ class RayBackend(Backend):
         return f"ray: {self.cpus} CPU(s), {self.gpus} GPU(s), {self.slots} slot(s)"
 
     def submit(self, attempt: Attempt) -> None:
-        self._live[attempt.key] = self._task.remote(attempt, self.train_fn, self.ctx_fields, self._channel)
+        if isinstance(attempt, GroupAttempt):
+            self._members[attempt.key] = [attempt.member_key(s.run_id) for s in attempt.specs]
+        ref = self._task.remote(attempt, self.train_fn, self.ctx_fields, self._channel, self.group_fn)
+        self._live[attempt.key] = ref
 
     def messages(self, timeout: float) -> list[Message]:
         out: list[Message] = list(ray.get(self._channel.drain.remote()))
@@ -130,16 +178,21 @@ class RayBackend(Backend):
         for ref in ready:
             key = key_of[ref]
             del self._live[key]
+            members = self._members.pop(key, None) or [key]
             try:
-                out.append(ray.get(ref))
+                result = ray.get(ref)
+                out.extend(result if isinstance(result, list) else [result])
             except Exception as exc:  # worker died (WorkerCrashedError) or Ray failed the task
-                out.append(Crashed(key, f"{type(exc).__name__}: {exc}", oom=is_oom(exc)))
+                out.extend(Crashed(m, f"{type(exc).__name__}: {exc}", oom=is_oom(exc)) for m in members)
         return out
 
     def answer(self, key: str, keep: bool) -> None:
         self._channel.answer.remote(key, keep)
 
     def cancel(self, key: str) -> None:
+        """Cancel an attempt (a group member's key cancels its whole group)."""
+        key = next((group for group, members in self._members.items() if key in members), key)
+        self._members.pop(key, None)
         ref = self._live.pop(key, None)
         if ref is not None:
             ray.cancel(ref, force=True)

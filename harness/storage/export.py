@@ -9,12 +9,14 @@ seeds) are left out; lists are written as JSON text.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from harness.storage.safe_files import real_folder, replace_file
 from harness.storage.store import load_runs, write_parquet_atomic
 
 FORMATS = ("csv", "parquet")
@@ -56,23 +58,34 @@ def flat_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([base, spec, prov], axis=1)
 
 
-def export_runs(exp_dir: str | Path, fmt: str, out: str | Path | None = None) -> tuple[Path, pd.DataFrame]:
-    """Write the flat table of exp_dir's runs to `out` (default exp_dir/export/runs.<fmt>); return path and table."""
+def export_runs(
+    exp_dir: str | Path, fmt: str, out: str | Path | None = None, replace: bool = False
+) -> tuple[Path, pd.DataFrame]:
+    """Write the flat table of exp_dir's runs to `out` (default exp_dir/export/runs.<fmt>); return path and table.
+
+    `out` goes into a folder that exists (no folders are made elsewhere) and replaces a file there only when
+    `replace`; the default file is the harness's own and is replaced by each export."""
     exp_dir = Path(exp_dir)
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    if out:
+        path = Path(out)
+        if not path.parent.is_dir():
+            raise ExportError(f"--out {path}: folder {path.parent} does not exist; create it first (or fix the path)")
+        if os.path.lexists(path) and not replace:
+            raise ExportError(f"--out {path} exists; pass --force to replace it, or choose another name")
+        if path.is_dir():
+            raise ExportError(f"--out {path} is a folder; give a file name ending in .{fmt}")
+    else:
+        path = real_folder(exp_dir, "export") / f"runs.{fmt}"
+    if path.suffix.lstrip(".") != fmt:
+        raise ExportError(f"--out {path}: the name should end in .{fmt} for --format {fmt}")
     runs = load_runs(exp_dir)
     if runs.empty:
         raise ExportError(f"no stored runs under {exp_dir}; nothing to export")
     table = flat_runs(runs)
-    path = Path(out) if out else exp_dir / "export" / f"runs.{fmt}"
-    if path.suffix.lstrip(".") != fmt:
-        raise ExportError(f"--out {path}: the name should end in .{fmt} for --format {fmt}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
         write_parquet_atomic(table, path)
-    else:
-        tmp = path.with_name(f".{path.name}.tmp")
-        table.to_csv(tmp, index=False)
-        tmp.replace(path)
+    else:  # atomic and never through a link planted at `path` (harness/storage/safe_files.py)
+        replace_file(path, lambda handle: table.to_csv(handle, index=False, encoding="utf-8"))
     return path, table

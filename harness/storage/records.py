@@ -49,6 +49,10 @@ class RunResult:
     # Per-example predictions at the selected checkpoint: {"val": [...], "test": [...]}, one value per example
     # of the split in its stored order (class id, or the score for regression); None when not recorded.
     predictions: dict[str, list[float]] | None = None
+    # A seed-group engine sets this when it removed the run, stopped early, from its group's batch: the fraction
+    # of training at which its compute ended. None: it kept computing (frozen in the batch) until its group
+    # ended, so stopping it saved nothing. A run trained alone ends its process at the stop and needs no field.
+    dropped_at: float | None = None
 
 
 def utc_now() -> str:

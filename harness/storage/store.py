@@ -9,7 +9,14 @@ Layout under `results/<experiment>/`:
 A run counts as stored once its `runs/` part exists; the curve part is written
 first, so a crash between the two leaves an orphan curve that the next write
 replaces, never a run without its curve. Parts are written to a temporary
-name and renamed, so readers never see half a file.
+name and renamed, so readers never see half a file (harness/storage/safe_files.py:
+never through a link planted in the folder either).
+
+A part named `<run_id>.parquet` holds that run. A part with any other name (`harness import` writes
+one part per import, `import.batch.parquet`; a sync tool's "X (conflicted copy).parquet") is read
+for the run ids its rows carry. One run id is one run, whatever the file name: when two parts hold
+the same run id, the part with the shortest name counts (ties: alphabetical; a copy made by a sync
+tool or a file manager adds to the original's name) and a warning names both files.
 
 Reading ten thousand small files is slow (seconds per thousand), so loading
 keeps a snapshot beside each folder (`runs.parquet`, `curves.parquet`): one
@@ -56,10 +63,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +75,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+
+from harness.storage.safe_files import UnsafePathError, real_folder, replace_file
 
 RUN_STATUSES = ("done", "diverged", "stopped", "failed")
 SCHEMA_VERSION = 1
@@ -112,16 +122,11 @@ def _frame(rows: Iterable[Mapping[str, Any]], columns: Mapping[str, str]) -> pd.
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write to a temporary name beside `path`, fsync, then rename: readers never see half a file."""
+    """Write to a temporary name beside `path`, fsync, then rename: readers never see half a file, and a link
+    at `path` is replaced, not written through. Callers that name sub-folders check them with real_folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(_versioned(pa.Table.from_pandas(frame, preserve_index=False)), tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    table = _versioned(pa.Table.from_pandas(frame, preserve_index=False))
+    replace_file(path, lambda handle: pq.write_table(table, handle))
 
 
 def _versioned(table: pa.Table, extra: Mapping[bytes, bytes] | None = None) -> pa.Table:
@@ -155,15 +160,38 @@ def write_run(exp_dir: str | Path, run: Mapping[str, Any], curve: Iterable[Mappi
     if run.get("status") not in RUN_STATUSES:
         raise StoreError(f"run {run_id}: status {run.get('status')!r} is not one of {RUN_STATUSES}")
     curve_rows = [{**point, "run_id": run_id} for point in curve]
-    write_parquet_atomic(_frame(curve_rows, CURVE_COLUMNS), exp_dir / "curves" / f"{run_id}.parquet")
-    write_parquet_atomic(_frame([run], RUN_COLUMNS), exp_dir / "runs" / f"{run_id}.parquet")
+    write_parquet_atomic(_frame(curve_rows, CURVE_COLUMNS), real_folder(exp_dir, "curves") / f"{run_id}.parquet")
+    write_parquet_atomic(_frame([run], RUN_COLUMNS), real_folder(exp_dir, "runs") / f"{run_id}.parquet")
+
+
+def write_batch(
+    exp_dir: str | Path,
+    name: str,
+    runs: Sequence[Mapping[str, Any]],
+    curves: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]] = (),
+) -> None:
+    """Store many finished runs as one part per table, `<name>.parquet` (curves, events, then runs, each
+    atomic): what `harness import` writes. `name` must hold a dot, so it is never read as a run id."""
+    if "." not in name or "/" in name:
+        raise StoreError(f"batch part name {name!r} must hold a dot and no '/'")
+    bad = sorted({str(r.get("status")) for r in runs} - set(RUN_STATUSES))
+    if bad:
+        raise StoreError(f"batch {name}: status {bad} is not one of {RUN_STATUSES}")
+    exp_dir = Path(exp_dir)
+    write_parquet_atomic(_frame(curves, CURVE_COLUMNS), real_folder(exp_dir, "curves") / f"{name}.parquet")
+    if events:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        rows = [{"time": stamp, **e} for e in events]
+        write_parquet_atomic(_frame(rows, EVENT_COLUMNS), real_folder(exp_dir, "events") / f"{name}.parquet")
+    write_parquet_atomic(_frame(runs, RUN_COLUMNS), real_folder(exp_dir, "runs") / f"{name}.parquet")
 
 
 def write_events(exp_dir: str | Path, events: Iterable[Mapping[str, Any]]) -> None:
     rows = [{"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **e} for e in events]
     if rows:
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
-        write_parquet_atomic(_frame(rows, EVENT_COLUMNS), Path(exp_dir) / "events" / name)
+        write_parquet_atomic(_frame(rows, EVENT_COLUMNS), real_folder(exp_dir, "events") / name)
 
 
 def copy_run(
@@ -191,20 +219,30 @@ def copy_run(
     points = [{k: v for k, v in p.items() if k != "run_id"} for p in curve.to_dict("records")]
     preds_path = src_dir / "predictions" / f"{run_id}.parquet"
     if preds_path.is_file():  # before the run part, as when the run was first stored
-        write_parquet_atomic(pd.read_parquet(preds_path), Path(dst_dir) / "predictions" / f"{run_id}.parquet")
+        write_parquet_atomic(pd.read_parquet(preds_path), real_folder(dst_dir, "predictions") / f"{run_id}.parquet")
     write_run(dst_dir, row, points)
     return True
 
 
+_RUN_PART = re.compile(r"[A-Za-z0-9_-]+\.parquet")  # `<run_id>.parquet`: the part of one run, named by its id
+
+
 def stored_run_ids(exp_dir: str | Path) -> set[str]:
     """Ids of runs whose record is complete (what resume skips); a part that is not a whole Parquet file
-    (zero bytes, truncated) is quarantined first, so the run is run again."""
+    (zero bytes, truncated) is quarantined first, so the run is run again. A part named by its run id is
+    taken at its name; any other part (an import's batch, a sync tool's copy) is read for its ids."""
     folder = Path(exp_dir) / "runs"
     parts = _list_parts(folder)
     for name in [n for n in parts if not _looks_whole(folder / n)]:
         quarantine_part(folder / name, "not a whole Parquet file (zero bytes or truncated)")
         parts.pop(name)
-    return {name[: -len(".parquet")] for name in parts}
+    ids = {name[: -len(".parquet")] for name in parts if _RUN_PART.fullmatch(name)}
+    for name in [n for n in parts if not _RUN_PART.fullmatch(n)]:
+        try:
+            ids.update(str(i) for i in pq.read_table(folder / name, columns=["run_id"]).column(0).to_pylist())
+        except (OSError, KeyError, pa.ArrowException, ValueError):
+            continue  # unreadable: loading quarantines it, and its runs count as not stored
+    return ids
 
 
 QUARANTINE = "quarantine"
@@ -212,6 +250,10 @@ QUARANTINE = "quarantine"
 
 class BadPartWarning(UserWarning):
     """A part file was moved aside (or skipped) because it cannot be read."""
+
+
+class DuplicatePartWarning(UserWarning):
+    """Two part files hold the same run id (e.g. a sync tool's conflicted copy); the run counts once."""
 
 
 def _looks_whole(path: Path) -> bool:
@@ -232,9 +274,9 @@ def quarantine_part(path: Path, reason: str) -> Path | None:
     if dest.exists():
         dest = dest.with_name(f"{path.stem}.{time.time_ns()}{path.suffix}")
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        real_folder(path.parent.parent, QUARANTINE, path.parent.name)
         os.replace(path, dest)
-    except OSError:
+    except (OSError, UnsafePathError):
         warnings.warn(f"skipped unreadable part {path}: {reason} (read-only store; left in place)", BadPartWarning,
                       stacklevel=2)  # fmt: skip
         return None
@@ -254,14 +296,19 @@ def _list_parts(folder: Path) -> dict[str, tuple[int, int]]:
     return parts
 
 
+PART = "_part"  # while loading: the file each row came from (never stored)
+
+
 def _read_parts(folder: Path, names: list[str], columns: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Every part's rows; on any unreadable or foreign-schema part, fall back to one part at a time and
-    quarantine the bad ones (see quarantine_part)."""
+    """Every part's rows, with the part's file name in column PART; on any unreadable or foreign-schema part,
+    fall back to one part at a time and quarantine the bad ones (see quarantine_part)."""
     try:
         dataset = pads.dataset([str(folder / n) for n in sorted(names)], format="parquet")
         for fragment in dataset.get_fragments():  # each part's own footer: versions may differ per part
             schema_version_of(fragment.physical_schema.metadata, Path(fragment.path))
-        frame = dataset.to_table().to_pandas()
+        table = dataset.to_table(columns=[*dataset.schema.names, "__filename"])
+        frame = table.drop_columns(["__filename"]).to_pandas()
+        frame[PART] = [os.path.basename(f) for f in table.column("__filename").to_pylist()]
         if columns is None or _fits(frame, columns):
             return frame
     except (OSError, pa.ArrowException, ValueError):
@@ -279,9 +326,9 @@ def _read_parts(folder: Path, names: list[str], columns: Mapping[str, str] | Non
         if columns is not None and not _fits(part, columns):
             quarantine_part(path, f"not a harness part (columns {sorted(part.columns)[:6]}...)")
             continue
-        frames.append(part)
+        frames.append(part.assign(**{PART: name}))
     frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns or ()))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*(columns or ()), PART])
 
 
 def _fits(frame: pd.DataFrame, columns: Mapping[str, str]) -> bool:
@@ -300,9 +347,12 @@ def _fits(frame: pd.DataFrame, columns: Mapping[str, str]) -> bool:
 
 
 _MANIFEST_KEY = b"harness_parts"
+# A snapshot's manifest: part name -> [mtime_ns, size] for a part named by its one run id, or
+# [mtime_ns, size, [run ids]] for any other part (a batch, a copy): the rows it holds.
+Entry = Sequence[Any]
 
 
-def _read_snapshot(path: Path) -> tuple[pd.DataFrame | None, dict[str, tuple[int, int]]]:
+def _read_snapshot(path: Path) -> tuple[pd.DataFrame | None, dict[str, Entry]]:
     try:
         table = pq.read_table(path)
         manifest = json.loads(table.schema.metadata[_MANIFEST_KEY])
@@ -312,37 +362,101 @@ def _read_snapshot(path: Path) -> tuple[pd.DataFrame | None, dict[str, tuple[int
     return table.to_pandas(), {k: tuple(v) for k, v in manifest.items()}
 
 
-def _write_snapshot(path: Path, frame: pd.DataFrame, parts: dict[str, tuple[int, int]]) -> None:
-    table = _versioned(pa.Table.from_pandas(frame, preserve_index=False), {_MANIFEST_KEY: json.dumps(parts).encode()})
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except OSError:  # a read-only (or full) store still loads; it just is not sped up next time
-        with contextlib.suppress(OSError):  # removing the temporary file can fail for the same reason
-            tmp.unlink(missing_ok=True)
+def _write_snapshot(path: Path, frame: pd.DataFrame, parts: Mapping[str, Entry]) -> None:
+    meta = {_MANIFEST_KEY: json.dumps({k: list(v) for k, v in parts.items()}).encode()}
+    table = _versioned(pa.Table.from_pandas(frame, preserve_index=False), meta)
+    with contextlib.suppress(OSError):  # a read-only (or full) store still loads; it is just not sped up next time
+        replace_file(path, lambda handle: pq.write_table(table, handle))
+
+
+def _ids_of(name: str, entry: Entry) -> list[str]:
+    return list(entry[2]) if len(entry) > 2 else [name[: -len(".parquet")]]
+
+
+def _entry(name: str, sig: tuple[int, int], ids: list[str]) -> Entry:
+    return (*sig, ids) if ids != [name[: -len(".parquet")]] else sig
+
+
+def _first_part(names: Iterable[str]) -> str:
+    """Which of several parts holding one run id counts: the shortest name (a copy adds to it), then alphabetical."""
+    return min(names, key=lambda n: (len(n), n))
+
+
+def _keep_first_parts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each run id's rows from one part only (see _first_part)."""
+    if not len(frame) or frame.groupby("run_id")[PART].nunique().max() <= 1:
+        return frame
+    names = sorted(set(frame[PART]), key=lambda n: (len(n), n))
+    rank = frame[PART].map({n: i for i, n in enumerate(names)})
+    return frame[rank == rank.groupby(frame["run_id"]).transform("min")]
+
+
+def _warn_duplicates(folder: Path, manifest: Mapping[str, Entry]) -> None:
+    holders: dict[str, list[str]] = {}
+    for name, entry in manifest.items():
+        for run_id in _ids_of(name, entry):
+            holders.setdefault(run_id, []).append(name)
+    dups = {i: sorted(ns, key=lambda n: (len(n), n)) for i, ns in holders.items() if len(ns) > 1}
+    if not dups:
+        return
+    shown = "; ".join(
+        f"run {i} in {', '.join(str(folder / n) for n in ns)} counts once, from {ns[0]}"
+        for i, ns in list(dups.items())[:3]
+    )
+    more = f" (and {len(dups) - 3} more run ids)" if len(dups) > 3 else ""
+    warnings.warn(
+        f"{len(dups)} run id(s) stored in more than one part: {shown}{more}. One run id is one run whatever the "
+        "file name; the part with the shortest name counts (a copy made by a sync tool adds to the name): "
+        "delete the other copies",
+        DuplicatePartWarning,
+        stacklevel=3,
+    )
+
+
+_KEYS = {"runs": ["run_id"], "curves": ["run_id", "eval_index"], "predictions": ["run_id", "split", "example"]}
 
 
 def _load_keyed(folder: Path, columns: Mapping[str, str], snapshot: Path) -> pd.DataFrame:
-    """Rows of every part (one part per run_id), through the snapshot."""
+    """Rows of every part, one part per run id, through the snapshot: only the parts that are new or changed
+    since it are read (and the unchanged ones that hold a run id of those)."""
     parts = _list_parts(folder)
     cached, manifest = _read_snapshot(snapshot)
+    if cached is not None and cached.duplicated(_KEYS.get(folder.name, ["run_id"])).any():
+        cached, manifest = None, {}  # a snapshot from before runs were counted once per id: rebuild it
     if cached is None:
         manifest = {}
-    fresh = [name for name, sig in parts.items() if manifest.get(name) != sig]
-    stale = {name[: -len(".parquet")] for name in set(manifest) - (set(parts) - set(fresh))}
+    unchanged = {n for n, sig in parts.items() if n in manifest and tuple(manifest[n][:2]) == sig}
+    fresh = [n for n in parts if n not in unchanged]
+    gone = [n for n in manifest if n not in unchanged]
+    entries = {n: manifest[n] for n in unchanged}
+    affected = {i for n in gone for i in _ids_of(n, manifest[n])}
     frames = []
-    if cached is not None and len(cached):
-        frames.append(cached[~cached["run_id"].isin(stale)])
     if fresh:
-        frames.append(_read_parts(folder, fresh, columns))
-        parts = _list_parts(folder)  # without the parts just quarantined
+        read = _read_parts(folder, fresh, columns)
+        listed = _list_parts(folder)  # without the parts just quarantined
+        held = read.groupby(PART)["run_id"].unique() if len(read) else pd.Series(dtype=object)
+        for name in fresh:
+            if name in listed:
+                ids = sorted(str(i) for i in held.get(name, []))
+                entries[name] = _entry(name, listed[name], ids)
+                affected.update(ids)
+        frames.append(read)
+    again = [n for n in unchanged if affected.intersection(_ids_of(n, entries[n]))]
+    if again:  # an unchanged part holding a run id that a new part holds too: choose between them again
+        read = _read_parts(folder, again, columns)
+        frames.append(read[read["run_id"].isin(affected)])
+    frames = [f for f in frames if len(f)]
+    if frames:
+        frames = [_keep_first_parts(pd.concat(frames, ignore_index=True))]
+    if cached is not None and len(cached):
+        frames.insert(0, cached[~cached["run_id"].isin(affected)])
+    _warn_duplicates(folder, entries)
     frames = [f for f in frames if len(f)]
     # reindex: parts written before a column was added read as missing values in it
     frame = pd.concat(frames, ignore_index=True).reindex(columns=list(columns)) if frames else _frame([], columns)
     frame = frame.astype(dict(columns))
-    if fresh or stale:
-        _write_snapshot(snapshot, frame, parts)
+    if fresh or gone:
+        _write_snapshot(snapshot, frame, entries)
     order = ["run_id", "eval_index"] if "eval_index" in columns else ["run_id"]
     return frame.sort_values(order, kind="stable", ignore_index=True)
 

@@ -1,0 +1,145 @@
+"""The forest plot: one row per claim, our effect with its 95% CI beside the paper's printed effect.
+
+One panel per kind of effect (a difference of means, a ratio of stds on a log axis, a difference of
+degenerate rates), since they share no axis; each row names the claim and its task on the left and
+the verdict's label on the right, coloured by label. A CI end beyond the axis (an infinite odds
+bound, a ratio CI reaching 0) is drawn to the edge with an arrow. Input: the verdict frame of
+harness.report.summary (one experiment), or several with an `experiment` column (one paper).
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
+
+from harness.report.plots import DPI, save_figure
+from harness.report.summary import AXIS_LABELS, KINDS, LABELS, EffectKind, check_frame, kind_of
+
+LABEL_COLORS = {
+    "reproduced": "#009E73",
+    "not reproduced": "#D55E00",
+    "inconclusive": "#E69F00",
+    "not testable here": "#888888",
+}
+PAPER_MARK = {"marker": "D", "s": 46, "facecolors": "none", "edgecolors": "#000000", "linewidths": 1.3, "zorder": 4}
+ROW_H, WRAP = 0.46, 52
+
+
+def row_label(row: Mapping, group_col: str | None) -> str:
+    head = f"{row[group_col]}: " if group_col and not _missing(row.get(group_col)) else ""
+    text = f"{head}{row['claim']} [{row['task']}]"
+    return "\n".join(textwrap.wrap(text, WRAP)[:3])
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _estimated(row: Mapping, kind: EffectKind) -> bool:
+    effect = row["effect"]
+    return not _missing(effect) and bool(np.isfinite(effect)) and (effect > 0 or not kind.log)
+
+
+def _finite(values: list[float], kind: EffectKind) -> list[float]:
+    out = [float(v) for v in values if v is not None and np.isfinite(v)]
+    return [v for v in out if v > 0] if kind.log else out
+
+
+def axis_limits(rows: list[dict], kind: EffectKind) -> tuple[float, float]:
+    """x-limits that hold every finite point estimate, CI end and paper effect, and the null value."""
+    values = _finite([kind.null, *(r[k] for r in rows for k in ("effect", "ci_lo", "ci_hi", "paper_effect"))], kind)
+    lo, hi = min(values), max(values)
+    if kind.log:
+        lo, hi = math.log(lo), math.log(hi)
+        pad = max(0.08 * (hi - lo), 0.05)
+        return math.exp(lo - pad), math.exp(hi + pad)
+    pad = max(0.08 * (hi - lo), 0.5 if kind.scale == 1 else 0.01)
+    return lo - pad, hi + pad
+
+
+def _panel(ax, rows: list[dict], kind: EffectKind, group_col: str | None) -> None:
+    n = len(rows)
+    lo_lim, hi_lim = axis_limits(rows, kind)
+    if kind.log:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
+    ax.set_xlim(lo_lim, hi_lim)
+    ax.axvline(kind.null, color="#555555", linestyle="--", linewidth=1, zorder=1)
+    for i, row in enumerate(rows):
+        y = n - 1 - i
+        color = LABEL_COLORS.get(str(row["label"]), "#444444")
+        effect, lo, hi = (row[k] for k in ("effect", "ci_lo", "ci_hi"))
+        if _estimated(row, kind):
+            low = lo if not _missing(lo) and np.isfinite(lo) and (lo > 0 or not kind.log) else lo_lim
+            high = hi if not _missing(hi) and np.isfinite(hi) else hi_lim
+            low, high = max(low, lo_lim), min(high, hi_lim)
+            ax.plot([low, high], [y, y], color=color, linewidth=2.2, solid_capstyle="butt", zorder=2)
+            for end, edge, mark in ((low, lo_lim, "<"), (high, hi_lim, ">")):
+                if end == edge:  # the interval goes on beyond the axis
+                    ax.plot([end], [y], marker=mark, color=color, markersize=6, zorder=3, clip_on=False)
+            ax.plot([effect], [y], marker="o", color=color, markersize=7, zorder=3)
+        paper = row["paper_effect"]
+        if not _missing(paper) and np.isfinite(paper) and (paper > 0 or not kind.log):
+            ax.scatter([paper], [y], **PAPER_MARK)
+    ax.set_ylim(-0.7, n - 0.3)
+    ys = [n - 1 - i for i in range(n)]
+    ax.set_yticks(ys, [row_label(r, group_col) for r in rows], fontsize=7.5)
+    right = ax.twinx()
+    right.set_ylim(ax.get_ylim())
+    right.set_yticks(ys, [str(r["label"]) + ("" if _estimated(r, kind) else "\n(no estimate)") for r in rows],
+                     fontsize=7.5)  # fmt: skip
+    for tick, r in zip(right.get_yticklabels(), rows, strict=True):
+        tick.set_color(LABEL_COLORS.get(str(r["label"]), "#444444"))
+    right.tick_params(length=0)
+    right.spines[["top", "right", "left"]].set_visible(False)
+    ax.set_xlabel(AXIS_LABELS[kind.name])
+    if kind.scale != 1:  # rates are stored as fractions: label the ticks in percentage points
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v * kind.scale:+.0f}" if v else "0"))
+    ax.grid(axis="x", alpha=0.3)
+
+
+def forest_plot(verdicts: pd.DataFrame, path: Path, title: str = "", group_col: str | None = None) -> Path | None:
+    """Draw the verdict frame's claims as a forest plot into `path`; None when there is no claim."""
+    if verdicts.empty:
+        return None
+    check_frame(verdicts)
+    records = verdicts.to_dict("records")
+    panels = {name: [r for r in records if kind_of(r).name == name] for name in KINDS}
+    panels = {name: rows for name, rows in panels.items() if rows}
+    heights = [ROW_H * len(rows) + 0.9 for rows in panels.values()]
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(9.5, sum(heights) + 0.9), squeeze=False, layout="constrained",
+        gridspec_kw={"height_ratios": heights},
+    )  # fmt: skip
+    for ax, (name, rows) in zip(axes[:, 0], panels.items(), strict=True):
+        _panel(ax, rows, KINDS[name], group_col)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    present = [lab for lab in LABELS if lab in set(verdicts["label"].astype(str))]
+    handles = [
+        Line2D([], [], color=LABEL_COLORS[lab], marker="o", linewidth=2.2, label=f"ours: {lab}") for lab in present
+    ]
+    handles.append(Line2D([], [], marker="D", linestyle="", markerfacecolor="none", markeredgecolor="#000000",
+                          label="paper's printed effect"))  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3), frameon=False, fontsize=8)
+    return save_figure(fig, path, DPI)
+
+
+def paper_forest(frames: Mapping[str, pd.DataFrame], path: Path, title: str = "") -> Path | None:
+    """One forest plot of every claim of a paper: `frames` maps an experiment's name to its verdict frame."""
+    parts = [f.assign(experiment=name) for name, f in frames.items() if not f.empty]
+    if not parts:
+        return None
+    return forest_plot(pd.concat(parts, ignore_index=True), path, title, group_col="experiment")

@@ -47,13 +47,14 @@ bench: install
 # The GPU check runs where there is no pip, no network and no .venv: `make gpu-bundle` here writes the
 # fp16 weights, tokenizer and GLUE folders it needs into $(GPU_BUNDLE) (ignored; carry it along), and
 # `make gpu-check` there runs the checkout from source with the system python3.
-# make gpu-check [OUT=folder] [DRY=1 (CPU, tiny: checks the script)] [PYTHON=python3]
+# make gpu-check [OUT=folder] [DRY=1 (CPU, tiny: checks the script)] [PYTHON=python3] [ARGS="more options"]
+# e.g. the seed-group sections at full size: ARGS="--only group-independence,vectorised --vectorised-budget-s 5400 --budget-s 6000"
 GPU_BUNDLE ?= .gpu-bundle
 gpu-bundle: install
 	$(BIN)/python benchmarks/gpu_bundle.py --out $(GPU_BUNDLE) --tasks rte,sst2,stsb,cola,mrpc
 
 gpu-check:
-	PYTHONPATH=. $(PYTHON) benchmarks/gpu_check.py --bundle $(GPU_BUNDLE) $(if $(OUT),--out $(OUT)) $(if $(DRY),--dry-run)
+	PYTHONPATH=. $(PYTHON) benchmarks/gpu_check.py --bundle $(GPU_BUNDLE) $(if $(OUT),--out $(OUT)) $(if $(DRY),--dry-run) $(ARGS)
 
 # make report EXP=demo (a name under results/ or a TOML path)
 EXP ?= demo

@@ -47,6 +47,7 @@ class Check:
     dry_run: bool
     vectorised_budget_s: float = 150.0
     reproduce_budget_s: float = 150.0
+    fair_reps: int = 3
 
 
 @dataclass(frozen=True)
@@ -108,16 +109,36 @@ def section_bare(check: Check) -> list[dict]:
     return [_anchor_row("bare torch loop", "bare", check)]
 
 
-def section_vectorised(check: Check) -> list[dict]:
-    """Seed-vectorised training, K = 1, 8, 32, 64 against 8 loop processes per GPU (bench_vectorised)."""
-    if check.dry_run:
-        return [{"row": "vectorised seeds", "runs": 0, "note": "GPU only (benchmarks/bench_vectorised.py covers CPU)"}]
+def section_group_independence(check: Check) -> list[dict]:
+    """A run's metrics in groups of 8 and 64 against the same run trained by the loop, bf16 (group_independence)."""
     import bench_vectorised
+    import group_independence as gi
 
-    rows = bench_vectorised.run_gpu_section(
-        check.setting.model, check.env["HARNESS_DATA_DIR"], str(check.out), budget_s=check.vectorised_budget_s
-    )
-    return [{"row": r.get("how", "?"), **{k: v for k, v in r.items() if k != "how"}} for r in rows]
+    from harness.storage.records import RunContext
+
+    data_dir = check.env["HARNESS_DATA_DIR"]
+    if check.dry_run:  # CPU, fp32: groups of 2 and 4 against the loop must agree up to rounding
+        specs = bench_vectorised.bench_specs(check.setting.model, 4, 3, 32, 8, eval_size=32, lr=1e-4)
+        ctx = RunContext(data_dir=data_dir, device="cpu", threads=1)
+        return gi.check(specs, ctx, (2, 4), 2, gi.FP32_CPU)
+    specs = bench_vectorised.bench_specs(check.setting.model, 64, 60, 800, 16, eval_size=400, precision="bf16", lr=1e-4)
+    return gi.check(specs, RunContext(data_dir=data_dir, device="cuda"), (8, 64), 8, gi.BF16_GPU)
+
+
+def section_vectorised(check: Check) -> list[dict]:
+    """The fair table: the loop and seed groups through `harness run`, same precision, same runs (vectorised_fair)."""
+    import vectorised_fair as fair
+
+    data_dir = check.env["HARNESS_DATA_DIR"]
+    if check.dry_run:
+        protocol = fair.dry_run(check.setting.model, data_dir)
+    else:
+        protocol = fair.Protocol(
+            check.setting.model, data_dir, reps=check.fair_reps, budget_s=check.vectorised_budget_s
+        )
+    rows = fair.run_fair(protocol)
+    fair.write_table(rows, protocol, check.out)
+    return [{k: v for k, v in r.items() if k not in ("scores", "warm_all_s")} for r in rows]
 
 
 # Paper experiments at their GPU scale, in priority order (papers with no committed report first, cheap
@@ -208,6 +229,7 @@ SECTIONS: list[Section] = [
     Section("bare", section_bare),
     Section("harness-packed", section_harness_packed),
     Section("harness-bf16", section_harness_bf16),
+    Section("group-independence", section_group_independence),
     Section("vectorised", section_vectorised),
     Section("reproduce", section_reproduce),
 ]
@@ -283,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=480, help="skip sections once this much time is spent")
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny setting: checks the script end to end")
     parser.add_argument("--vectorised-budget-s", type=float, default=150.0, help="time for the vectorised section")
+    parser.add_argument("--fair-reps", type=int, default=3, help="warm repetitions per row of the fair table")
     parser.add_argument("--reproduce-budget-s", type=float, default=150.0, help="time for the reproduce section")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -312,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         packing = 2 if args.dry_run else args.packing
         check = Check(
             setting, seeds, list(range(1, packing + 1)), packing, env, Path(args.out), args.dry_run,
-            args.vectorised_budget_s, args.reproduce_budget_s,
+            args.vectorised_budget_s, args.reproduce_budget_s, args.fair_reps,
         )  # fmt: skip
         wanted = set(args.only.split(",")) if args.only else None
         rows: list[dict] = []

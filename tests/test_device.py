@@ -127,6 +127,27 @@ def test_fp16_refused_on_cpu_naming_the_field():
     hw.check_precision(torch.device("cpu"), "fp32")
 
 
+def test_tf32_is_a_gpu_precision_set_by_every_run_and_read_back_for_its_record():
+    """A worker that trained a TF32 run goes back to strict fp32 for the next fp32 run; the record says which."""
+    with pytest.raises(hw.DeviceError, match="'precision' = 'tf32' needs a CUDA GPU"):
+        hw.check_precision(torch.device("cpu"), "tf32", "recipe 'x'")
+    gpu = torch.device("cuda:0")
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        hw.set_matmul_precision(gpu, "tf32")
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert hw.precision_in_effect(gpu, "tf32") == "fp32 matmuls in tf32"
+        hw.set_matmul_precision(gpu, "bf16")
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert hw.precision_in_effect(gpu, "bf16") == "bf16 autocast, fp32 matmuls in ieee fp32"
+        hw.set_matmul_precision(gpu, "tf32")
+        hw.set_matmul_precision(gpu, "fp32")
+        assert hw.precision_in_effect(gpu, "fp32") == "fp32 matmuls in ieee fp32"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    assert hw.precision_in_effect(torch.device("cpu"), "fp32") == "fp32 matmuls in ieee fp32"
+
+
 def test_bf16_refused_on_a_gpu_without_it(monkeypatch):
     monkeypatch.setattr(hw, "cuda", FakeCuda(bf16=False))
     with pytest.raises(hw.DeviceError, match="'precision' = 'bf16' but Fake GPU has no bf16"):

@@ -90,3 +90,40 @@ def test_an_experiment_within_its_budget_returns_its_exit_code(tmp_path: Path):
         ["bash", "-c", "echo hi; echo oops >&2; exit 3"], {"PATH": "/usr/bin:/bin"}, 10
     )
     assert (code, out.strip(), err.strip()) == (3, "hi", "oops")
+
+
+def test_seed_group_sections_run_the_fair_table_and_the_independence_check_at_the_right_size(
+    tmp_path: Path, monkeypatch
+):
+    """`make gpu-check` has both seed-group sections; a dry run shrinks them to CPU sizes, a GPU run does not."""
+    import group_independence
+    import vectorised_fair
+
+    assert {"group-independence", "vectorised"} <= {s.name for s in gpu_check.SECTIONS}
+    seen: dict[str, object] = {}
+
+    def run_fair(protocol):
+        seen["fair"] = protocol
+        return []
+
+    def check_groups(specs, ctx, ks, alone, tol):
+        seen["gi"] = (len(specs), ks, tol)
+        return []
+
+    monkeypatch.setattr(vectorised_fair, "run_fair", run_fair)
+    monkeypatch.setattr(vectorised_fair, "write_table", lambda rows, protocol, out: "")
+    monkeypatch.setattr(group_independence, "check", check_groups)
+    for dry in (True, False):
+        check = gpu_check.Check(
+            gpu_check.anchor.TINY_SETTING, [1], [1], 1, {"HARNESS_DATA_DIR": str(tmp_path)}, tmp_path, dry
+        )
+        gpu_check.section_vectorised(check)
+        gpu_check.section_group_independence(check)
+        protocol = seen.pop("fair")
+        runs, ks, tol = seen.pop("gi")
+        if dry:
+            assert (protocol.runs, protocol.device, ks, tol) == (2, "cpu", (2, 4), group_independence.FP32_CPU)
+        else:
+            assert (protocol.runs, protocol.reps, protocol.device) == (64, 3, "cuda")
+            assert len(protocol.rows) == 10 and {r.precision for r in protocol.rows} == {"tf32", "bf16"}
+            assert (runs, ks, tol) == (64, (8, 64), group_independence.BF16_GPU)

@@ -60,3 +60,17 @@ def test_tiny_tokenizer_fixture_knows_its_vocabulary(tiny_model_dir: Path):
     tokenizer = models.load_tokenizer(str(tiny_model_dir))
     ids = tokenizer("the cat")["input_ids"]
     assert tokenizer.unk_token_id not in ids and len(ids) == 8  # [CLS] t ##h ##e c ##a ##t [SEP]
+
+
+def test_the_parser_knows_each_models_family_without_torch(packaged_model: str, tiny_model_dir: Path, tmp_path: Path):
+    """harness.experiment.engines.model_type: a folder's config.json, the packaged MiniLM's (a BERT), else None."""
+    import json
+
+    from harness.experiment.engines import PACKAGED_MODEL_TYPE, model_type
+
+    packaged = models.packaged_model_dir()
+    assert packaged is not None
+    assert json.loads((packaged / "config.json").read_text())["model_type"] == PACKAGED_MODEL_TYPE
+    assert model_type(packaged_model) == model_type("all-MiniLM-L6-v2") == "bert"
+    assert model_type(str(tiny_model_dir)) == "bert"
+    assert model_type("some-org/some-model") is None and model_type(str(tmp_path)) is None

@@ -1,4 +1,5 @@
-"""Mixout: expectation equals the current weight in training, plain Linear at eval, every Linear replaced."""
+"""Mixout: expectation equals the current weight in training, plain Linear at eval, every Linear replaced;
+masks from the counter hash (harness/training/hashdropout.py), new at every step."""
 
 import pytest
 import torch
@@ -6,6 +7,7 @@ from conftest import tiny_bert
 from torch import nn
 
 from harness.experiment.config import Recipe
+from harness.training import hashdropout
 from harness.training.recipes import MixoutLinear, prepare_model
 
 
@@ -16,6 +18,7 @@ def drifted_layer(p: float) -> tuple[MixoutLinear, torch.Tensor]:
     with torch.no_grad():
         layer.weight.add_(torch.randn_like(layer.weight))  # fine-tuning moved W away from W0
         layer.bias.zero_()
+    hashdropout.install(layer, order_seed=1)
     return layer, w0
 
 
@@ -29,8 +32,12 @@ def test_mixout_expectation_is_the_current_weight():
     layer, w0 = drifted_layer(p)
     w = layer.weight.detach()
     layer.train()
-    torch.manual_seed(1)
-    draws = torch.stack([effective_weight(layer).detach() for _ in range(4000)])
+    masks = hashdropout.draws_of(layer)
+    draws = []
+    for step in range(1, 4001):  # one training step each: the hash draws a new mask per step
+        masks.at(step)
+        draws.append(effective_weight(layer).detach())
+    draws = torch.stack(draws)
     mixed = w0 + (w - w0) / (1 - p)  # kept element, rescaled; else W0
     is_kept = torch.isclose(draws, mixed.expand_as(draws), atol=1e-6)
     is_target = torch.isclose(draws, w0.expand_as(draws), atol=1e-6)
@@ -67,6 +74,7 @@ def test_prepare_model_replaces_every_linear_and_respects_train_eval():
     model = tiny_bert()
     init_weights = {n: p.detach().clone() for n, p in model.named_parameters()}
     model = prepare_model(model, Recipe(mixout=0.7), init_seed=0)
+    hashdropout.install(model, order_seed=0)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert len(linears) == 4 * 6 + 2  # q, k, v, attn-out, intermediate, output per block + pooler + classifier
     assert all(isinstance(m, MixoutLinear) and m.p == 0.7 for m in linears)

@@ -1,11 +1,11 @@
-"""Seed-vectorised training (harness/training/vectorised): a run's result does not depend on its group.
+"""Seed-vectorised training (harness/training/vectorised): the parts of the engine, and a run's place in a group.
 
-Tiny random BERT with dropout on, tiny GLUE-format data; every test runs on CPU in seconds.
+The oracle, each run of a group against the same run trained by the loop, is tests/test_engine_reference.py;
+families other than BERT are tests/test_engine_families.py. Tiny random BERT, tiny GLUE-format data, CPU.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -16,9 +16,9 @@ from conftest import tiny_bert
 
 from harness.experiment.spec import Recipe, RunSpec
 from harness.storage.records import RunContext
-from harness.training.vectorised import hashrng
+from harness.training import hashdropout, hashrng
 from harness.training.vectorised.engine import train_group
-from harness.training.vectorised.model import Arch, Layout, forward, leaf_views, stack_parameters
+from harness.training.vectorised.model import Layout, StackedModel, leaf_views, stack_parameters
 
 SEEDS = [(1, 11, 0), (2, 12, 1), (3, 13, 0), (4, 11, 2)]  # (init, order, sample): one shares an order seed
 
@@ -31,77 +31,69 @@ def spec_for(model_dir: Path, recipe: Recipe, init: int, order: int, sample: int
 
 
 def _train(specs: list[RunSpec], glue: Path, **kw):
-    return train_group(specs, RunContext(data_dir=str(glue)), **kw)
+    return train_group(specs, RunContext(data_dir=str(glue), threads=1), **kw)
 
 
-def _group_vs_alone(model_dir: Path, glue: Path, recipe: Recipe) -> None:
-    specs = [spec_for(model_dir, recipe, *s) for s in SEEDS]
-    together = _train(specs, glue)
-    for spec, grouped in zip(specs, together, strict=True):
-        alone = _train([spec], glue)[0]
-        assert grouped.run["status"] == alone.run["status"] == "done"
-        assert [p["step"] for p in grouped.curve] == [p["step"] for p in alone.curve]
-        for a, b in zip(grouped.curve, alone.curve, strict=True):
-            assert a["val_metric"] == b["val_metric"] and a["test_metric"] == b["test_metric"]
-            assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
-        assert grouped.run["best_step"] == alone.run["best_step"]
-        assert grouped.run["score"] == alone.run["score"]
-        assert grouped.predictions == alone.predictions
-        assert grouped.run["loss_last"] == pytest.approx(alone.run["loss_last"], abs=1e-5)
-
-
-def test_run_in_group_equals_run_alone(tiny_model_dir: Path, tiny_glue_dir: Path) -> None:
-    """K = 4 runs (dropout on, LLRD, weight decay, clipping, warm-up) vs each run trained alone (K = 1)."""
-    recipe = Recipe(lr=5e-4, batch_size=5, max_steps=14, warmup_ratio=0.2, weight_decay=0.01, llrd=0.9, grad_clip=0.5)
-    _group_vs_alone(tiny_model_dir, tiny_glue_dir, recipe)
-
-
-@pytest.mark.slow
-def test_run_in_group_equals_run_alone_prior_wd_mixout_reinit_bertadam(
-    tiny_model_dir: Path, tiny_glue_dir: Path
-) -> None:
-    """The same comparison for the other supported switches (Mixout masks come from the hash too)."""
-    recipe = Recipe(lr=5e-4, batch_size=5, max_steps=10, prior_wd=0.1, mixout=0.3, reinit_layers=1,
-                    bias_correction=False, select="final")  # fmt: skip
-    _group_vs_alone(tiny_model_dir, tiny_glue_dir, recipe)
-
-
-def test_stacked_forward_matches_hf_model_without_dropout() -> None:
-    models = [tiny_bert(seed=s).eval() for s in range(3)]
-    layout, arch = Layout.of(models[0]), Arch.of(models[0], max_len=64, max_batch=8)
-    params = leaf_views(stack_parameters(models, layout, torch.device("cpu")), layout)
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(1, 100, (3, 5, 12), generator=g)
+def _batch(k: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 100, (k, 5, 12), generator=g)
     mask = torch.ones_like(ids)
     mask[:, 1, 7:] = 0
     mask[:, 3, 4:] = 0
-    ids = ids * mask
     types = torch.zeros_like(ids)
     types[:, :, 6:] = 1
-    out = forward(params, arch, ids, mask, types)
+    return {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": types}
+
+
+def test_stacked_forward_is_each_models_own_forward_in_eval_and_in_training() -> None:
+    """Eval: the HF model's logits. Training: the same dropout masks as that model trained alone at that step."""
+    seeds = [11, 12, 11]
+    models = [tiny_bert(seed=s) for s in range(3)]
+    for model, seed in zip(models, seeds, strict=True):
+        hashdropout.install(model, seed)
+    layout = Layout.of(models[0])
+    params = leaf_views(stack_parameters(models, layout, torch.device("cpu")), layout)
+    stacked = StackedModel(models, torch.device("cpu"))
+    batch = _batch(3)
+    shared = {key: value[0] for key, value in batch.items()}
+    evaluated = stacked.logits(params, shared)
+    trained = stacked.logits(params, batch, hashrng.run_key(torch.tensor(seeds), 5))
     for k, model in enumerate(models):
-        ref = model(input_ids=ids[k], attention_mask=mask[k], token_type_ids=types[k]).logits
-        torch.testing.assert_close(out[k], ref, atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(out[0], out[1])  # the runs really have their own weights
+        model.eval()
+        torch.testing.assert_close(evaluated[k], model(**shared).logits, atol=1e-5, rtol=1e-5)
+        model.train()
+        hashdropout.draws_of(model).at(5)
+        alone = model(**{key: value[k] for key, value in batch.items()}).logits
+        torch.testing.assert_close(trained[k], alone, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(evaluated[0], evaluated[2])  # the runs really have their own weights
+    assert not torch.allclose(trained[0], evaluated[0])  # and dropout was on
 
 
 def test_hash_draws_are_uniform_independent_of_the_group_and_of_truncation() -> None:
     seeds = torch.tensor([7, 8, 9, 7])
-    keys = hashrng.stream_keys(seeds, step=3, site=5)
+    site = hashrng.site_key("bert.encoder.layer.0.output.dropout")
+    keys = hashrng.mask_key(hashrng.run_key(seeds, 3), site)
     u = hashrng.uniform(keys, (16, 32, 24))
     assert torch.equal(u[0], u[3]) and not torch.equal(u[0], u[1])  # a run's stream is its seed's, wherever it sits
-    alone = hashrng.uniform(hashrng.stream_keys(seeds[1:2], step=3, site=5), (16, 32, 24))
-    assert torch.equal(alone[0], u[1])
+    alone = hashrng.uniform(hashrng.mask_key(hashrng.run_key(8, 3), site), (16, 32, 24))  # one run, Python ints
+    assert torch.equal(alone, u[1])
     flat = u[:3].flatten().numpy()
+    bound = 4 / math.sqrt(u[0].numel())  # 4 standard errors of a correlation of independent draws
     assert abs(flat.mean() - 0.5) < 0.005 and abs(flat.var() - 1 / 12) < 0.002
-    assert abs(np.corrcoef(flat[:-1], flat[1:])[0, 1]) < 0.01
-    assert abs(np.corrcoef(u[0].flatten(), u[1].flatten())[0, 1]) < 0.01
-    other_step = hashrng.uniform(hashrng.stream_keys(seeds, step=4, site=5), (16, 32, 24))
-    assert abs(np.corrcoef(u[0].flatten(), other_step[0].flatten())[0, 1]) < 0.01
-    full = hashrng.index_hash((16, 32, 24))
-    short = hashrng.keep_from_index(keys, full[:5, :10], 0.1)  # a shorter batch keeps its elements' draws
-    assert torch.equal(short, hashrng.keep_from_index(keys, full, 0.1)[:, :5, :10])
-    keep = hashrng.keep_from_index(keys, full, 0.3).float().mean().item()
+    for axis in range(3):  # neighbours along every axis are uncorrelated
+        a = np.moveaxis(u[0].numpy(), axis, -1)
+        assert abs(np.corrcoef(a[..., :-1].ravel(), a[..., 1:].ravel())[0, 1]) < bound
+    assert abs(np.corrcoef(u[0].flatten(), u[1].flatten())[0, 1]) < bound
+    for other in (hashrng.mask_key(hashrng.run_key(seeds, 4), site),  # another step
+                  hashrng.mask_key(hashrng.run_key(seeds, 3), hashrng.site_key("bert.embeddings.dropout")),
+                  hashrng.mask_key(hashrng.run_key(seeds, 3), hashrng.site_key(
+                      "bert.encoder.layer.0.output.dropout", call=1))):  # fmt: skip
+        assert abs(np.corrcoef(u[0].flatten(), hashrng.uniform(other, (16, 32, 24))[0].flatten())[0, 1]) < bound
+    short = hashrng.keep(keys, (5, 10, 24), 0.1)  # a shorter, narrower batch keeps its elements' draws
+    assert torch.equal(short, hashrng.keep(keys, (16, 32, 24), 0.1)[:, :5, :10])
+    rows = hashrng.keep(keys, (3, 32, 24), 0.1, first_row=4)  # a micro-batch of rows 4..6 keeps them too
+    assert torch.equal(rows, hashrng.keep(keys, (16, 32, 24), 0.1)[:, 4:7])
+    keep = hashrng.keep(keys, (16, 32, 24), 0.3).float().mean().item()
     assert abs(keep - 0.7) < 0.01
 
 
@@ -205,7 +197,8 @@ def test_stopped_run_keeps_its_curve_so_far(tiny_model_dir: Path, tiny_glue_dir:
     assert results[0].run["steps_done"] == results[0].curve[0]["step"]
 
 
-def test_engine_is_part_of_the_run_id_and_chosen_from_seeds_per_worker() -> None:
+def test_engine_is_chosen_from_seeds_per_worker_and_is_not_part_of_the_run_id() -> None:
+    """One definition of a run: the same runs (same ids) whichever engine trains them; K only schedules."""
     from harness.experiment.config import parse_experiment
 
     base = {
@@ -218,27 +211,69 @@ def test_engine_is_part_of_the_run_id_and_chosen_from_seeds_per_worker() -> None
     loop = parse_experiment(base)
     vec = parse_experiment({**base, "schedule": {"seeds_per_worker": 2}})
     by_recipe = {(s.recipe.name, s.init_seed): s for s in vec.runs}
-    assert {s.engine for s in loop.runs} == {"loop"}
+    assert {s.engine for s in loop.runs} == {"loop"} and {s.engine_note for s in loop.runs} == {""}
     assert by_recipe[("std", 1)].engine == "vectorised" and by_recipe[("r3f", 1)].engine == "loop"
-    old = {s.run_id for s in loop.runs}
-    assert by_recipe[("std", 1)].run_id not in old and by_recipe[("r3f", 1)].run_id in old
-    assert dataclasses.replace(by_recipe[("std", 1)], engine="loop").run_id in old
+    assert "r3f_lambda" in by_recipe[("r3f", 1)].engine_note
+    assert [s.run_id for s in loop.runs] == [s.run_id for s in vec.runs]
+    assert parse_experiment({**base, "schedule": {"seeds_per_worker": 32}}).runs[0].run_id == loop.runs[0].run_id
+    assert RunSpec.from_json(by_recipe[("std", 1)].to_json()) == by_recipe[("std", 1)]
     with pytest.raises(Exception, match="seeds_per_worker"):
         parse_experiment({**base, "schedule": {"seeds_per_worker": 0}})
 
 
-def test_group_models_are_built_exactly_as_the_loop_builds_them(tiny_model_dir: Path) -> None:
-    """The group copies one loaded template when only the head is missing: same weights as loading per run."""
+def test_the_engine_of_a_family_off_the_list_is_the_loop_chosen_when_the_file_is_parsed(tmp_path: Path) -> None:
+    """A model family the engine does not stack trains in the loop, with a note, decided from its config.json."""
+    import json
+
+    from harness.experiment.config import parse_experiment
+
+    def experiment(model_type: str):
+        folder = tmp_path / model_type
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"model_type": model_type}))
+        table = {"name": "x", "model": str(folder), "tasks": ["sst2"], "seeds": 2, "recipes": {"std": {}}}
+        return parse_experiment({**table, "schedule": {"seeds_per_worker": 2}})
+
+    albert, roberta = experiment("albert").runs, experiment("roberta").runs
+    assert {s.engine for s in albert} == {"loop"} and all("model family 'albert'" in s.engine_note for s in albert)
+    assert {s.engine for s in roberta} == {"vectorised"} and {s.engine_note for s in roberta} == {""}
+
+
+def test_the_spec_version_was_bumped_when_the_loop_changed_its_dropout() -> None:
+    """Version 3: the loop's masks come from the hash, so runs stored under version 2 are trained again."""
+    from harness.experiment.spec import SPEC_VERSION
+
+    spec = RunSpec("sst2", "m", Recipe(), 1, 1)
+    assert SPEC_VERSION == 3 and spec.canonical()["spec_version"] == 3
+    assert "engine" not in spec.canonical() and "engine_note" not in spec.canonical()
+
+
+def _distilbert_dir(folder: Path) -> Path:
+    """A tiny DistilBERT encoder: its classifier adds `pre_classifier` too, so more than `classifier.` is missing."""
+    from conftest import _char_vocab
+    from transformers import BertTokenizer, DistilBertConfig, DistilBertModel
+
+    vocab = _char_vocab()
+    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(folder)
+    config = DistilBertConfig(vocab_size=len(vocab), dim=32, n_layers=2, n_heads=4, hidden_dim=37)
+    DistilBertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("family", ["bert", "distilbert"])
+def test_group_models_are_built_exactly_as_the_loop_builds_them(family: str, tiny_model_dir: Path, tmp_path) -> None:
+    """BERT: one loaded template is copied (only the head is missing). DistilBERT: each run loads its own, its
+    pre_classifier drawn from its init_seed as in the loop (finding out once drew from the seeded RNG)."""
     from harness.training import recipes
     from harness.training.loop import seed_everything
     from harness.training.models import init_head, load_classifier
-    from harness.training.vectorised.engine import _Group
+    from harness.training.vectorised import build
 
-    recipe = Recipe(reinit_layers=1, mixout=0.2)
-    specs = [spec_for(tiny_model_dir, recipe, *s) for s in SEEDS[:3]]
-    group = _Group(specs, RunContext(), None, None)
-    built = group.build_models()
-    assert group.head_only_missing
+    model_dir = tiny_model_dir if family == "bert" else _distilbert_dir(tmp_path)
+    recipe = Recipe(reinit_layers=1, mixout=0.2) if family == "bert" else Recipe(mixout=0.2)
+    specs = [spec_for(model_dir, recipe, *s) for s in SEEDS[:3]]
+    assert build.checkpoint_lacks_only_head(specs[0], 2) == (family == "bert")
+    built = build.build_models(specs)
     for spec, model in zip(specs, built, strict=True):
         seed_everything(spec.init_seed)
         ref = load_classifier(spec.model, 2)
@@ -251,10 +286,39 @@ def test_group_models_are_built_exactly_as_the_loop_builds_them(tiny_model_dir: 
 
 
 def test_fallback_note_names_why_a_run_trained_alone() -> None:
+    from harness.experiment.engines import choose_engine
     from harness.schedule.groups import fallback_note
 
-    spec = RunSpec("sst2", "m", Recipe(lora_r=4), 1, 1)
-    assert "lora_r" in fallback_note(spec, 4, "trainable 1/2 params")
-    assert fallback_note(spec, 4, "x").startswith("x; seeds_per_worker = 4")
-    assert fallback_note(spec, 1, "x") == "x"
-    assert fallback_note(RunSpec("sst2", "m", Recipe(), 1, 1), 4, "x") == "x"
+    lora = choose_engine(RunSpec("sst2", "m", Recipe(lora_r=4), 1, 1), 4)
+    assert lora.engine == "loop" and "lora_r" in fallback_note(lora, "trainable 1/2 params")
+    assert fallback_note(lora, "x").startswith("x; seeds_per_worker = 4")
+    assert fallback_note(choose_engine(lora, 1), "x") == "x"
+    assert fallback_note(choose_engine(RunSpec("sst2", "m", Recipe(), 1, 1), 4), "x") == "x"
+    albert = choose_engine(RunSpec("sst2", "m", Recipe(), 1, 1), 4, model_type="albert")
+    assert albert.engine == "loop" and "model family 'albert'" in fallback_note(albert, "")
+    unknown = choose_engine(RunSpec("sst2", "m", Recipe(), 1, 1), 4, model_type=None)  # a hub id: the worker decides
+    assert unknown.engine == "vectorised"
+
+
+def test_runs_stored_by_the_loop_are_reused_when_seeds_per_worker_changes(tmp_path: Path, fake_state: Path) -> None:
+    """seeds_per_worker is a speed setting: runs stored one per worker are not trained again in groups of K,
+    and a larger experiment at K = 4 trains only its new seeds, in a group."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))  # the workers import the fakes from here
+    from harness.experiment.config import parse_experiment
+    from harness.schedule import run_experiment
+
+    base = {"name": "reuse", "model": "fake", "task": "rte", "recipes": {"std": {}}, "num_evals": 2}
+
+    def run(seeds: int, k: int):
+        exp = parse_experiment({**base, "seeds": seeds, "schedule": {"seeds_per_worker": k}})
+        return exp, run_experiment(exp, tmp_path, train_fn="fakes_schedule:sleepy",
+                                   group_fn="fakes_groups:group_sleepy", max_workers=2, progress=False)  # fmt: skip
+
+    _, first = run(3, 1)
+    assert first.done == 3 and not list(fake_state.glob("*.group-*"))  # the loop trained them
+    exp, more = run(5, 4)
+    assert {s.engine for s in exp.runs} == {"vectorised"} and more.skipped == 3 and more.done == 2
+    grouped = {path.name.split(".")[0] for path in fake_state.glob("*.group-*")}
+    assert grouped == {s.run_id for s in exp.runs if s.init_seed > 3}

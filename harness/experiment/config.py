@@ -17,7 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-from harness.experiment.engines import choose_engine
+from harness.experiment.engines import choose_engine, model_type
 from harness.experiment.fingerprint import data_fingerprint, data_root, model_fingerprint
 from harness.experiment.names import folder_name_problem, label_problem
 from harness.experiment.overrides import apply_overrides
@@ -375,7 +375,8 @@ def parse_experiment(
     if schedule.max_retries < 0:
         raise ConfigError(f"{where}: 'schedule.max_retries' = {schedule.max_retries}; must be >= 0")
     schedule = dataclasses.replace(schedule, early_stop=early_policy, slurm=slurm)
-    runs = [choose_engine(spec, schedule.seeds_per_worker)[0] for spec in runs]  # seed groups train vectorised
+    families = {model: model_type(model) for model in dict.fromkeys(spec.model for spec in runs)}
+    runs = [choose_engine(spec, schedule.seeds_per_worker, families[spec.model]) for spec in runs]  # seed groups
 
     thresholds = data.get("degenerate_threshold", {})
     if not isinstance(thresholds, Mapping) or not all(

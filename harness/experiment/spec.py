@@ -9,7 +9,9 @@ loop, a recipe's formula, data subsetting or splitting, evaluation or checkpoint
 status rules such as diverged/failed), or when the meaning of a spec field changes. Bumping gives
 every run a new id, so old stored runs are neither resumed into nor pooled with new ones. Adding a
 field whose default keeps old behaviour needs no bump. History: 1 = first release; 2 = data and
-weight fingerprints in the id, after training and the failed-run rule changed under version 1.
+weight fingerprints in the id, after training and the failed-run rule changed under version 1;
+3 = dropout and Mixout masks from the counter hash in the loop too (one definition of a run in both
+engines), so the engine left the id.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ class ConfigError(ValueError):
 
 
 # Bumped when a change would make old results incomparable: the rule is in the module docstring.
-SPEC_VERSION = 2
+SPEC_VERSION = 3
 
 EVAL_PROTOCOLS = ("dev", "heldout")
 SELECT_MODES = ("best", "final")
 NOISE_KINDS = ("uniform", "normal")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 BACKENDS = ("local", "ray", "slurm")
 SLURM_CLUSTERS = ("slurm", "local")
 
@@ -85,7 +87,8 @@ class Recipe:
     tapt_steps: int = 0  # task-adaptive MLM pre-training steps on the task's text
     tapt_lr: float = 1e-4
     tapt_mlm_probability: float = 0.15
-    # Numerics: autocast dtype of forward/backward ("fp16" adds a grad scaler, as Zhang et al. trained)
+    # Numerics: autocast dtype of forward/backward ("fp16" adds a grad scaler, as Zhang et al. trained);
+    # "tf32": fp32 weights and activations, matmuls in TensorFloat-32 (CUDA only); "fp32" is strict IEEE.
     precision: str = "fp32"
 
     def validate(self, where: str) -> None:
@@ -214,7 +217,9 @@ class RunSpec:
     # (task, fingerprint of its train/dev data) for every task the run trains on, and the weights'.
     data_fingerprints: tuple[tuple[str, str], ...] = ()
     model_fingerprint: str = ""
-    engine: str = "loop"  # "vectorised": trained in a seed group (harness.training.vectorised); other numbers, other id
+    # How it is scheduled, not what it is (outside run_id, like `experiment`): both engines give the same numbers.
+    engine: str = "loop"  # "vectorised": trained in a seed group (harness.training.vectorised)
+    engine_note: str = ""  # why a run asked for a seed group trains in the loop (harness.experiment.engines)
 
     @functools.cached_property
     def run_id(self) -> str:  # cached: status and the scheduler ask for it many times per run
@@ -233,11 +238,10 @@ class RunSpec:
     def canonical(self) -> dict[str, Any]:
         data = dataclasses.asdict(dataclasses.replace(self, recipe=None))
         data["recipe"] = dict(_recipe_dict(self.recipe))  # one deep copy per recipe, not per run
-        data.pop("experiment")
+        for name in ("experiment", "engine", "engine_note"):
+            data.pop(name)
         if data["custom_task"] is None:
             data.pop("custom_task")  # keeps the ids of registry tasks what they were
-        if data["engine"] == "loop":
-            data.pop("engine")  # keeps the ids of loop runs what they were
         data["recipe"].pop("name")  # renaming a recipe does not change its runs
         if self.model_fingerprint.startswith("sha256:"):
             data.pop("model")  # weights known by content: moving or aliasing the folder does not change its runs

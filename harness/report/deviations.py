@@ -61,8 +61,9 @@ ENGINES = {
     "vectorised": "seed groups (vectorised engine)",
 }
 DEFAULT_EFFECTS = {
-    "engine": "its dropout masks come from a counter hash, not torch's generator: other numbers than the loop for "
-    "the same seeds; each run keeps its own seeds, data order and dropout (docs/vectorised.md)",
+    "engine": "none on a run's numbers: the loop and seed groups train the same runs (both draw dropout and Mixout "
+    "masks from one counter hash, not torch's generator; a GPU's batched kernels round differently, within the "
+    "tolerance of `make gpu-check`), docs/vectorised.md",
 }
 ORDER = (
     "model", "tasks", "sample_size", "eval_protocol", "eval_size", "max_seq_length", "lr", "batch_size", "length",

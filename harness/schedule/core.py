@@ -409,7 +409,7 @@ class _Driver:
         attempt, spec = live.attempt, live.attempt.spec
         row = {**message.result.run, "run_id": spec.run_id, "attempts": attempt.number}
         row.setdefault("device", live.device)
-        row["notes"] = groups.fallback_note(spec, self.policy.seeds_per_worker, row.get("notes"))
+        row["notes"] = groups.fallback_note(spec, row.get("notes"))
         if live.group is not None:
             self.groups.member_done(live.group, spec.run_id)
         row["experiment"] = row.get("experiment") or self.experiment.name

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.experiment.engines import group_key, vectorised_unsupported
+from harness.experiment.engines import group_key
 from harness.experiment.spec import RunSpec, SchedulePolicy
 from harness.schedule.backend import Attempt, Crashed, GroupAttempt
 from harness.schedule.memory import max_seeds_for, specs_memory
@@ -102,16 +102,12 @@ def plan_attempts(
     return grouped + [Attempt(spec, 1, None, rung_at) for spec in todo if spec.engine != "vectorised"]
 
 
-def fallback_note(spec: RunSpec, seeds_per_worker: int, notes: Any) -> str:
-    """The run's notes, plus why it trained alone when the experiment asked for seed groups."""
+def fallback_note(spec: RunSpec, notes: Any) -> str:
+    """The run's notes, plus why it trained alone when the experiment asked for seed groups (set by the parser)."""
     text = notes if isinstance(notes, str) else ""
-    if seeds_per_worker <= 1 or spec.engine != "loop":
+    if not spec.engine_note or spec.engine_note in text:
         return text
-    reason = vectorised_unsupported(spec.recipe)
-    if not reason:
-        return text
-    extra = f"seeds_per_worker = {seeds_per_worker} but trained one run per worker: {reason} is not vectorised"
-    return f"{text}; {extra}" if text else extra
+    return f"{text}; {spec.engine_note}" if text else spec.engine_note
 
 
 class GroupBook:

@@ -20,7 +20,7 @@ import torch
 
 cuda: Any = torch.cuda  # replaced by a fake in tests
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 CUBLAS_WORKSPACE = ":4096:8"  # what torch's deterministic mode asks of cuBLAS (CUDA >= 10.2)
 
 
@@ -44,8 +44,9 @@ def set_deterministic(enabled: bool) -> None:
     torch.use_deterministic_algorithms(True)
 
 
-def prepare(device: torch.device) -> None:
-    """Initialise CUDA on `device` (no-op on CPU), then zero its peak-memory counter."""
+def prepare(device: torch.device, precision: str = "fp32") -> None:
+    """Set the run's matmul precision, initialise CUDA on `device` (no-op on CPU), then zero its peak-memory counter."""
+    set_matmul_precision(device, precision)
     if device.type != "cuda":
         return
     cuda.init()
@@ -76,6 +77,10 @@ def check_precision(device: torch.device, precision: str, where: str = "recipe")
     """Refuse a precision the device cannot train in, naming the field and the fix."""
     if precision not in PRECISIONS:
         raise DeviceError(f"{where}: field 'precision' = {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    if precision == "tf32" and device.type != "cuda":
+        raise DeviceError(
+            f"{where}: field 'precision' = 'tf32' needs a CUDA GPU (device is {device}); use precision = 'fp32' on CPU"
+        )
     if precision == "fp16" and device.type != "cuda":
         raise DeviceError(
             f"{where}: field 'precision' = 'fp16' needs a CUDA GPU (device is {device}); "
@@ -88,10 +93,25 @@ def check_precision(device: torch.device, precision: str, where: str = "recipe")
         )
 
 
+def set_matmul_precision(device: torch.device, precision: str) -> None:
+    """fp32 matmuls in TF32 for precision 'tf32', strict IEEE fp32 otherwise: set by every run, so a worker that
+    trained a TF32 run before never carries it into the next one."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
+
+
+def precision_in_effect(device: torch.device, precision: str) -> str:
+    """What the run computed in, read back from torch at its end (stored with the run, compared by benchmarks)."""
+    tf32 = device.type == "cuda" and bool(torch.backends.cuda.matmul.allow_tf32)
+    matmuls = "fp32 matmuls in tf32" if tf32 else "fp32 matmuls in ieee fp32"
+    return f"{precision} autocast, {matmuls}" if precision in ("bf16", "fp16") else matmuls
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device, precision: str) -> Iterator[None]:
-    """Mixed precision around forward and loss; fp32 is a plain context."""
-    if precision == "fp32":
+    """Mixed precision around forward and loss; fp32 and tf32 are a plain context."""
+    if precision in ("fp32", "tf32"):
         yield
         return
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16

@@ -5,8 +5,9 @@ stages (harness/training/stages/) run before it, handing it encoders through `Ru
 the two is harness/training/pipeline.py (`train_run`, what the scheduler calls).
 
 Seeds (Dodge et al. 2020): `init_seed` draws the new weights (head, re-initialised
-layers), `order_seed` the data order and dropout, `sample_seed` the few-sample
-subset. The same RunSpec gives the same numbers on the same machine.
+layers), `order_seed` the data order and the dropout and Mixout masks (from a counter hash,
+harness/training/hashdropout.py, so the seed-group engine draws the same ones), `sample_seed` the
+few-sample subset. The same RunSpec gives the same numbers on the same machine, in either engine.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from harness.experiment import data as D
 from harness.experiment.spec import RunSpec
 from harness.storage.records import EvalPoint, RunContext, RunResult, base_row
 from harness.training import device as hw
-from harness.training import recipes
+from harness.training import hashdropout, recipes
 from harness.training.models import count_parameters, load_tokenizer
 from harness.training.provenance import provenance
 
@@ -87,12 +88,17 @@ def eval_steps(total_steps: int, num_evals: int) -> list[int]:
     return sorted({max(1, round(total_steps * (i + 1) / num_evals)) for i in range(num_evals)})
 
 
+def eval_batch_size(device: torch.device) -> int:
+    """Examples per eval forward (sorted by length), in both engines: a GPU idles on small ones, a CPU gains nothing."""
+    return 256 if device.type == "cuda" else 64
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, encoded: Encoded, device: torch.device, regression: bool) -> list[float]:
     model.eval()
     order = sorted(range(len(encoded)), key=lambda i: len(encoded.features[i]["input_ids"]))
     preds: dict[int, float] = {}
-    size = 256 if device.type == "cuda" else 64  # a GPU idles on small eval batches; a CPU gains nothing
+    size = eval_batch_size(device)
     for start in range(0, len(order), size):
         idx = order[start : start + size]
         batch = {k: v.to(device) for k, v in encoded.batch(idx).items() if k != "labels"}
@@ -141,7 +147,7 @@ def fine_tune(spec: RunSpec, ctx: RunContext, start: RunStart = RunStart()) -> t
     hw.set_deterministic(ctx.deterministic)  # before CUDA starts (cuBLAS reads its workspace variable then)
     device = hw.resolve(ctx.device)
     hw.check_precision(device, recipe.precision, f"recipe '{recipe.name}'")
-    hw.prepare(device)  # initialise CUDA, then reset its peak-memory counter
+    hw.prepare(device, recipe.precision)  # matmul precision; initialise CUDA, then reset its peak-memory counter
     clock = PhaseClock()
 
     # Data: few-sample subset by sample_seed; eval halves by the fixed split seed.
@@ -168,7 +174,8 @@ def fine_tune(spec: RunSpec, ctx: RunContext, start: RunStart = RunStart()) -> t
     # Optimiser and lr schedule: the recipe's, one pair per LP-FT phase; a loss scaler under fp16.
     total_steps = recipes.total_training_steps(recipe, len(train_set))
     updates = recipes.Updates(model, recipe, total_steps, scaler=hw.grad_scaler(device, recipe.precision))
-    seed_everything(spec.order_seed)  # dropout masks
+    seed_everything(spec.order_seed)  # what a recipe still draws from torch's RNG (R3F's noise)
+    masks = hashdropout.install(model, spec.order_seed)  # dropout, Mixout: hash of (order_seed, step, site, element)
     order = batch_order(len(train_set), recipe.batch_size, total_steps, torch.Generator().manual_seed(spec.order_seed))
     evals_at = set(eval_steps(total_steps, spec.num_evals))
     micro = min(ctx.micro_batch_size or recipe.batch_size, recipe.batch_size)
@@ -186,6 +193,7 @@ def fine_tune(spec: RunSpec, ctx: RunContext, start: RunStart = RunStart()) -> t
         step_loss = torch.zeros((), device=device)
         for first in range(0, len(indices), micro):
             chunk = indices[first : first + micro]
+            masks.at(step, first_row=first)
             batch = {k: v.to(device, non_blocking=True) for k, v in train_set.batch(chunk).items()}
             tokens_seen += train_set.tokens(chunk)
             with hw.autocast(device, recipe.precision):
@@ -244,7 +252,7 @@ def fine_tune(spec: RunSpec, ctx: RunContext, start: RunStart = RunStart()) -> t
         flops=float(6 * n_params * tokens_seen + 2 * n_params * eval_tokens),
         attempts=1,
         device=str(device),
-        provenance=provenance(device, str(D.resolve_data_dir(ctx.data_dir) or "")),
+        provenance=provenance(device, str(D.resolve_data_dir(ctx.data_dir) or ""), recipe.precision),
         notes="; ".join(n for n in (*built.notes, *start.notes, recipes.run_notes(model, recipe)) if n),
         phases=clock.to_json(),
     )

@@ -41,9 +41,13 @@ def device_name(device: torch.device) -> str:
     return name(device)
 
 
-def provenance(device: torch.device, data_dir: str | None = None) -> str:
+def provenance(device: torch.device, data_dir: str | None = None, precision: str | None = None) -> str:
+    """Versions, code, device; with the recipe's `precision`, what the run computed in, read back from torch."""
+    from harness.training.device import precision_in_effect
+
     return json.dumps(
         {
+            **({"precision": precision_in_effect(device, precision)} if precision else {}),
             "data": str(data_dir) if data_dir else "hub (datasets)",
             "harness": harness.__version__,
             "git_sha": git_sha(),

@@ -1,9 +1,10 @@
 """Mixout(p) (Lee et al. 2020): each weight element is swapped for its pre-trained value with probability p.
 
 Training forward uses W_mix = (M * W + (1 - M) * W0 - p * W0) / (1 - p) = W0 + M * (W - W0) / (1 - p)
-with M ~ Bernoulli(1 - p) drawn per weight element at every forward (from the global RNG, like dropout),
-so E[W_mix] = W. At eval (module.eval()) the layer is the plain Linear with W. Only weights mix; biases
-do not (as in the official code).
+with M ~ Bernoulli(1 - p) drawn per weight element at every training step from the counter hash, like
+dropout (harness/training/hashdropout.py: site `<module path>.mixout`), so E[W_mix] = W and a run draws
+the same masks in the loop and in a seed group. At eval (module.eval()) the layer is the plain Linear
+with W. Only weights mix; biases do not (as in the official code).
 
 Differences from the official MixLinear (asappresearch/revisit-bert-finetuning, mixout.py), on purpose:
 - the mask is per element, as in the paper's definition; the official code draws one mask row and
@@ -17,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from harness.training import hashdropout
 
 
 class MixoutLinear(nn.Linear):
@@ -47,7 +50,9 @@ class MixoutLinear(nn.Linear):
     def mixed_weight(self) -> torch.Tensor:
         if not self.training or self.p == 0:
             return self.weight
-        mask = torch.empty_like(self.weight).bernoulli_(1 - self.p)
+        draws = hashdropout.draws_of(self)
+        site = f"{hashdropout.site_of(self)}.mixout"
+        mask = draws.keep(site, tuple(self.weight.shape), self.p, self.weight.device, by_example=False)
         return self.target + mask * (self.weight - self.target) / (1 - self.p)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
-"""Every run's training batches as one padded [K, n, L] tensor plus a per-step index plan, and eval chunks.
+"""Every run's training batches as padded [K, n, L] tensors plus a per-step index plan, and eval chunks.
 
 Built once on the host before training, moved to the device once: inside a step the engine only
 indexes device tensors (no collation, no host sync). Step widths are known in advance from the lengths.
+The model gets exactly the inputs the loop gives it: every field the tokenizer produced.
 """
 
 from __future__ import annotations
@@ -12,27 +13,31 @@ import numpy as np
 import torch
 
 from harness.experiment.spec import ConfigError
-from harness.training.loop import Encoded
-
-EVAL_CHUNK = 64  # examples per eval forward, as harness.training.loop.predict: fixed, so padding never depends on K
+from harness.training.loop import Encoded, eval_batch_size
 
 
 @dataclass
 class Batches:
-    """Every run's training examples padded to one [K, n, L] tensor, and the per-step index plan."""
+    """Every run's training examples padded to [K, n, L] per input field, and the per-step index plan."""
 
-    ids: torch.Tensor
-    mask: torch.Tensor
-    types: torch.Tensor
+    inputs: dict[str, torch.Tensor]  # field -> [K, n, L] (input_ids, attention_mask, token_type_ids, ...)
     labels: torch.Tensor  # [K, n]
     order: torch.Tensor  # [steps, K, batch_size] example indices (a short batch padded with its first index)
     sizes: list[int]  # examples in each step's batch (the same for every run: same n, same batch size)
     widths: list[int]  # tokens of each step's longest example over all runs
     tokens: np.ndarray  # [K] real tokens seen by each run over the whole plan
 
+    def at(self, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Step `step`'s (from 1) inputs [K, B, T] and labels [K, B]."""
+        size, width = self.sizes[step - 1], self.widths[step - 1]
+        idx = self.order[step - 1, :, :size]
+        runs = torch.arange(idx.shape[0], device=idx.device)[:, None]
+        return {key: value[runs, idx][:, :, :width] for key, value in self.inputs.items()}, self.labels[runs, idx]
 
-def _pad(encoded: Encoded, key: str, width: int, pad: int) -> list[list[int]]:
-    return [f.get(key, [0] * len(f["input_ids"])) + [pad] * (width - len(f["input_ids"])) for f in encoded.features]
+
+def _pad(encoded: Encoded, key: str, width: int) -> list[list[int]]:
+    pad = encoded.pad_id if key == "input_ids" else 0  # as Encoded.batch pads
+    return [f[key] + [pad] * (width - len(f["input_ids"])) for f in encoded.features]
 
 
 def build_batches(sets: list[Encoded], orders: list[list[list[int]]], batch_size: int, device: torch.device) -> Batches:
@@ -40,9 +45,8 @@ def build_batches(sets: list[Encoded], orders: list[list[list[int]]], batch_size
     if len(n) != 1:
         raise ConfigError(f"train_group: runs have training sets of different sizes {sorted(n)}; set sample_size")
     width = max(len(f["input_ids"]) for s in sets for f in s.features)
-    ids = torch.tensor([_pad(s, "input_ids", width, s.pad_id) for s in sets], dtype=torch.long)
-    mask = torch.tensor([_pad(s, "attention_mask", width, 0) for s in sets], dtype=torch.long)
-    types = torch.tensor([_pad(s, "token_type_ids", width, 0) for s in sets], dtype=torch.long)
+    fields = list(sets[0].features[0])
+    inputs = {key: torch.tensor([_pad(s, key, width) for s in sets], dtype=torch.long) for key in fields}
     labels = torch.stack([s.labels for s in sets])
     lengths = np.array([[len(f["input_ids"]) for f in s.features] for s in sets])
     steps = len(orders[0])
@@ -59,26 +63,26 @@ def build_batches(sets: list[Encoded], orders: list[list[list[int]]], batch_size
         widths.append(int(picked.max()))
         tokens += picked.sum(axis=1)
     return Batches(
-        ids.to(device), mask.to(device), types.to(device), labels.to(device), torch.from_numpy(order).to(device),
-        sizes, widths, tokens,
+        {key: value.to(device) for key, value in inputs.items()}, labels.to(device),
+        torch.from_numpy(order).to(device), sizes, widths, tokens,
     )  # fmt: skip
 
 
 @dataclass
 class EvalSet:
-    chunks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]]
+    chunks: list[tuple[dict[str, torch.Tensor], list[int]]]  # (inputs [B, T] per field, example indices)
     encoded: Encoded
 
 
 def build_eval_set(encoded: Encoded | None, device: torch.device) -> EvalSet | None:
-    """Chunks of EVAL_CHUNK examples sorted by length (as harness.training.loop.predict), already on the device."""
+    """Chunks sorted by length, as harness.training.loop.predict makes them (never dependent on K), on the device."""
     if encoded is None:
         return None
     order = sorted(range(len(encoded)), key=lambda i: len(encoded.features[i]["input_ids"]))
     chunks = []
-    for start in range(0, len(order), EVAL_CHUNK):
-        idx = order[start : start + EVAL_CHUNK]
+    size = eval_batch_size(device)
+    for start in range(0, len(order), size):
+        idx = order[start : start + size]
         batch = encoded.batch(idx)
-        types = batch.get("token_type_ids", torch.zeros_like(batch["input_ids"]))
-        chunks.append((batch["input_ids"].to(device), batch["attention_mask"].to(device), types.to(device), idx))
+        chunks.append(({k: v.to(device) for k, v in batch.items() if k != "labels"}, idx))
     return EvalSet(chunks, encoded)

@@ -1,16 +1,18 @@
 """Train K seeded runs of one configuration at once: one stacked forward, backward and update per step.
 
-Each run is built exactly as harness.training.loop builds it (head from init_seed, re-init, Mixout targets,
-LLRD / WD groups), keeps its own data order (batch_order from its order_seed) and draws its dropout
-and Mixout masks from a hash of (order_seed, step, site, element), so its result does not depend on
-which runs share its group or on K. Inside a step there is no Python loop over runs and no host sync;
+One definition of a run: each run is built exactly as harness.training.loop builds it (head from init_seed,
+re-init, Mixout targets, LLRD / WD groups), keeps its own data order (batch_order from its order_seed),
+runs the loop's own modules (vmapped over the runs: harness/training/vectorised/model.py) and draws its
+dropout and Mixout masks from the same hash of (order_seed, step, site, element) as the loop
+(harness/training/hashdropout.py). So a run's numbers do not depend on its engine, its group or K (up to
+float rounding of batched kernels). Inside a step there is no Python loop over runs and no host sync;
 the host reads the losses only at evaluations. A run whose loss goes NaN is frozen and stored
 `diverged`; a run told to stop at an evaluation is frozen and stored `stopped`; the others go on.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -23,18 +25,25 @@ import torch
 import torch.nn.functional as F
 
 from harness.experiment import data as D
-from harness.experiment.engines import group_key, vectorised_unsupported
+from harness.experiment.engines import family_unsupported, group_key, vectorised_unsupported
 from harness.experiment.spec import ConfigError, RunSpec
 from harness.storage.records import EvalPoint, RunContext, RunResult
 from harness.training import device as hw
-from harness.training import recipes
-from harness.training.loop import Encoded, batch_order, eval_steps, peak_memory_mb, seed_everything, summarize_run
-from harness.training.models import count_parameters, init_head, load_classifier, load_tokenizer, resolve_model
+from harness.training import hashrng, recipes
+from harness.training.loop import (
+    Encoded,
+    batch_order,
+    eval_steps,
+    fine_tune,
+    peak_memory_mb,
+    summarize_run,
+)
+from harness.training.models import count_parameters, load_tokenizer, resolve_model
 from harness.training.provenance import provenance
-from harness.training.recipes.mixout import MixoutLinear
 from harness.training.recipes.schedule import linear_warmup_decay, warmup_steps_for
+from harness.training.vectorised import build
 from harness.training.vectorised.batches import EvalSet, build_batches, build_eval_set
-from harness.training.vectorised.model import Arch, Layout, Masks, MixoutWeights, forward, leaf_views, stack_parameters
+from harness.training.vectorised.model import Layout, StackedModel, leaf_views, padding_rows, stack_parameters
 from harness.training.vectorised.optim import Hyper, StackedAdamW
 
 OnEvals = Callable[[list[EvalPoint]], list[bool]]
@@ -50,9 +59,34 @@ def train_group(
 
     `on_evals` receives the eval points of the runs still training at an evaluation step and returns,
     per point, whether that run goes on (False = stopped, as RunContext.on_eval for one run).
-    `precision` ("fp32" | "bf16") overrides the recipe's (benchmarks); bf16 runs the forward under autocast.
+    `precision` ("fp32" | "tf32" | "bf16") overrides the recipe's (benchmarks); bf16 runs the forward under autocast.
     """
-    return _Group(list(specs), ctx or RunContext(), on_evals, precision).train()
+    ctx = ctx or RunContext()
+    check_group(specs)
+    reason = family_unsupported(_model_type(specs[0].model))
+    if reason:  # a family the parser could not see (a hub id): the loop, never a failed run
+        return _one_by_one(specs, ctx, on_evals, f"{reason} is not vectorised: trained one run at a time")
+    return _Group(list(specs), ctx, on_evals, precision).train()
+
+
+def _one_by_one(specs: Sequence[RunSpec], ctx: RunContext, on_evals: OnEvals | None, note: str) -> list[RunResult]:
+    """Each run through the loop in this worker (the same numbers: one definition of a run), with `note`."""
+    results = []
+    for spec in specs:
+        on_eval = (lambda point: on_evals([point])[0]) if on_evals is not None else None
+        result, _ = fine_tune(spec, dataclasses.replace(ctx, on_eval=on_eval))
+        notes = "; ".join(n for n in (result.run.get("notes"), note) if n)
+        results.append(dataclasses.replace(result, run={**result.run, "notes": notes}))
+    return results
+
+
+def _model_type(name: str) -> str | None:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolve_model(name)).model_type
+    except (OSError, ValueError):
+        return None
 
 
 def check_group(specs: Sequence[RunSpec]) -> None:
@@ -71,13 +105,12 @@ def check_group(specs: Sequence[RunSpec]) -> None:
 
 class _Group:
     def __init__(self, specs: list[RunSpec], ctx: RunContext, on_evals: OnEvals | None, precision: str | None) -> None:
-        check_group(specs)
         self.specs, self.ctx, self.on_evals = specs, ctx, on_evals
         self.recipe = specs[0].recipe
         self.precision = precision or getattr(self.recipe, "precision", "fp32")
-        if self.precision not in ("fp32", "bf16"):
+        if self.precision not in ("fp32", "tf32", "bf16"):
             raise ConfigError(
-                f"train_group: precision {self.precision!r} is not supported vectorised; use fp32 or bf16"
+                f"train_group: precision {self.precision!r} is not supported vectorised; use fp32, tf32 or bf16"
             )
         self.task = specs[0].task_def
         self.k = len(specs)
@@ -86,52 +119,7 @@ class _Group:
 
     def build_models(self) -> list[torch.nn.Module]:
         """The K prepared models, each exactly as harness.training.loop builds its run's model."""
-        spec0 = self.specs[0]
-        template = None
-        models = []
-        for spec in self.specs:
-            seed_everything(spec.init_seed)  # weights the checkpoint lacks are drawn from init_seed
-            if template is None or not self.head_only_missing:
-                model = load_classifier(spec.model, self.task.num_labels, spec.model_layers)
-                if template is None:
-                    template = copy.deepcopy(model)
-            else:  # only the head is missing from the checkpoint and init_head redraws it: a copy is the same model
-                model = copy.deepcopy(template)
-            init_head(model, spec.init_seed)
-            models.append(recipes.prepare_model(model, self.recipe, init_seed=spec.init_seed))
-        del spec0
-        return models
-
-    @property
-    def head_only_missing(self) -> bool:
-        if not hasattr(self, "_head_only"):
-            self._head_only = _checkpoint_lacks_only_head(self.specs[0], self.task.num_labels)
-        return self._head_only
-
-    def parameter_vectors(self, model: torch.nn.Module, layout: Layout) -> dict[str, torch.Tensor | None]:
-        """Per-element lr multiplier, weight decay and prior WD from the recipe's parameter groups."""
-        groups = recipes.parameter_groups(model, self.recipe, self.recipe.lr)
-        name_of = {id(p): n for n, p in model.named_parameters()}
-        lr_scale = torch.ones(layout.size)
-        wd = torch.zeros(layout.size)
-        prior = torch.zeros(layout.size)
-        covered = set()
-        for group in groups:
-            for param in group["params"]:
-                name = name_of[id(param)]
-                where = layout.slice_of(name)
-                lr_scale[where] = group["lr"] / self.recipe.lr
-                wd[where] = group["weight_decay"]
-                prior[where] = group["prior_wd"]
-                covered.add(name)
-        missing = set(layout.names) - covered
-        if missing:
-            raise ConfigError(f"train_group: frozen parameters {sorted(missing)[:3]} are not supported vectorised")
-        return {
-            "lr_scale": lr_scale,
-            "weight_decay": wd if self.recipe.weight_decay > 0 else None,
-            "prior_wd": prior if self.recipe.prior_wd > 0 else None,
-        }
+        return build.build_models(self.specs)
 
     # -- the run -----------------------------------------------------------------
 
@@ -142,7 +130,8 @@ class _Group:
             torch.set_num_threads(ctx.threads)
         hw.set_deterministic(ctx.deterministic)
         device = hw.resolve(ctx.device)
-        hw.prepare(device)  # initialise CUDA, then reset its peak-memory counter (never the other way round)
+        hw.check_precision(device, self.precision, f"recipe '{recipe.name}'")
+        hw.prepare(device, self.precision)  # matmul precision; initialise CUDA, then reset its peak-memory counter
         spec0 = self.specs[0]
         full_train = D.load_split(task, "train", ctx.data_dir)
         dev = D.load_split(task, "dev", ctx.data_dir)
@@ -158,18 +147,11 @@ class _Group:
         tokenizer = load_tokenizer(spec0.model)
         models = self.build_models()
         model0 = models[0]
-        arch = Arch.of(model0, spec0.max_seq_length, recipe.batch_size)
         layout = Layout.of(model0)
         flat = stack_parameters(models, layout, device)
-        vectors = self.parameter_vectors(model0, layout)
-        mixout_names = frozenset(
-            f"{name}.weight" for name, module in model0.named_modules() if isinstance(module, MixoutLinear)
-        )
-        w0 = flat.clone() if (recipe.prior_wd > 0 or mixout_names) else None
+        vectors = build.parameter_vectors(model0, recipe, layout)
+        w0 = flat.clone() if recipe.prior_wd > 0 else None
         params = leaf_views(flat, layout)
-        mixout = MixoutWeights(
-            mixout_names, recipe.mixout, leaf_views(w0, layout, requires_grad=False) if w0 is not None else {}
-        )
         optimizer = StackedAdamW(
             flat,
             Hyper((recipe.adam_beta1, recipe.adam_beta2), recipe.adam_eps, recipe.bias_correction, recipe.grad_clip),
@@ -180,6 +162,9 @@ class _Group:
         )
         n_params = count_parameters(model0)
         notes = recipes.run_notes(model0, recipe)
+        model0.to(device)
+        stacked = StackedModel(models, device)  # model0 is the template whose modules every run goes through
+        pad_rows = padding_rows(model0, layout)
         del models
 
         train_sets = [Encoded(tokenizer, ex, spec0.max_seq_length, task.is_regression) for ex in train_examples]
@@ -197,13 +182,9 @@ class _Group:
         test_set = build_eval_set(test_enc, device)
         evals_at = set(eval_steps(total_steps, spec0.num_evals))
         warmup = warmup_steps_for(recipe, total_steps)
-        pad_row = layout.slice_of(f"{arch.prefix}embeddings.word_embeddings.weight")
-        pad_row = slice(pad_row.start + arch.pad_id * arch.hidden, pad_row.start + (arch.pad_id + 1) * arch.hidden)
 
         seeds = torch.tensor([s.order_seed for s in self.specs], dtype=torch.int64, device=device)
-        masks = Masks(seeds, arch)
         active = torch.ones(k, dtype=torch.bool, device=device)
-        runs = torch.arange(k, device=device)[:, None]
         autocast = torch.autocast(device.type, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
 
         state = _RunState.start(k)
@@ -211,28 +192,23 @@ class _Group:
         self.grad_norms: list[torch.Tensor] = []
         step = 0
         for step in range(1, total_steps + 1):
-            size, width = batches.sizes[step - 1], batches.widths[step - 1]
-            idx = batches.order[step - 1, :, :size]
-            ids = batches.ids[runs, idx][:, :, :width]
-            attn = batches.mask[runs, idx][:, :, :width]
-            types = batches.types[runs, idx][:, :, :width]
-            labels = batches.labels[runs, idx]
-            masks.at_step(step)
+            inputs, labels = batches.at(step)
             with autocast:
-                logits = forward(mixout.mix(params, masks), arch, ids, attn, types, masks)
+                logits = stacked.logits(params, inputs, hashrng.run_key(seeds, step))
             losses = _per_run_loss(logits, labels, task.is_regression)
             losses.sum().backward()
             grad = torch.cat([params[name].grad.reshape(k, -1) for name in layout.names], 1)
             for name in layout.names:
                 params[name].grad = None
-            grad[:, pad_row] = 0.0  # nn.Embedding(padding_idx) never updates the pad row from its gradient
+            for row in pad_rows:  # nn.Embedding(padding_idx) never updates the pad row from its gradient
+                grad[:, row] = 0.0
             active &= torch.isfinite(losses)
             multiplier = linear_warmup_decay(step - 1, total_steps, warmup)
             lr = torch.full((k,), recipe.lr * multiplier, device=device)
             self.grad_norms.append(optimizer.step(grad, lr, active))
             loss_log.append(losses.detach())
             if step in evals_at:
-                self.evaluate(step, total_steps, n_train, loss_log, state, params, arch, val_set, test_set, active)
+                self.evaluate(step, total_steps, n_train, loss_log, state, params, stacked, val_set, test_set, active)
                 if not state.any_training():
                     break
         self.optimizer = optimizer
@@ -250,7 +226,7 @@ class _Group:
     @torch.no_grad()
     def evaluate(
         self, step: int, total_steps: int, n_train: int, loss_log: list[torch.Tensor], state: _RunState,
-        params: dict[str, torch.Tensor], arch: Arch, val_set: EvalSet | None, test_set: EvalSet | None,
+        params: dict[str, torch.Tensor], stacked: StackedModel, val_set: EvalSet | None, test_set: EvalSet | None,
         active: torch.Tensor,
     ) -> None:  # fmt: skip
         """All runs still training, on the same eval sets in one batched forward; the host syncs here only."""
@@ -271,8 +247,8 @@ class _Group:
         live = [i for i in range(self.k) if state.training[i]]
         if not live:
             return
-        val = self.predict(params, arch, val_set)
-        test = self.predict(params, arch, test_set)
+        val = self.predict(params, stacked, val_set)
+        test = self.predict(params, stacked, test_set)
         points = []
         for i in live:
             spec = self.specs[i]
@@ -301,16 +277,17 @@ class _Group:
             if stopped:
                 active[torch.tensor(stopped, device=active.device)] = False
 
-    def predict(self, params: dict[str, torch.Tensor], arch: Arch, eval_set: EvalSet | None) -> np.ndarray | None:
+    def predict(
+        self, params: dict[str, torch.Tensor], stacked: StackedModel, eval_set: EvalSet | None
+    ) -> np.ndarray | None:
         """[K, n] predictions (class id, or the score for regression) in the split's stored order."""
         if eval_set is None:
             return None
         out = np.zeros((self.k, len(eval_set.encoded)), dtype=np.float64)
-        for ids, mask, types, idx in eval_set.chunks:
-            shape = (self.k, *ids.shape)
-            dev = ids.device
+        for inputs, idx in eval_set.chunks:
+            dev = next(iter(inputs.values())).device
             with torch.autocast(dev.type, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext():
-                logits = forward(params, arch, ids.expand(shape), mask.expand(shape), types.expand(shape))
+                logits = stacked.logits(params, inputs)
             values = logits.squeeze(-1) if self.task.is_regression else logits.argmax(-1)
             out[:, idx] = values.float().cpu().numpy()
         return out
@@ -353,7 +330,7 @@ class _Group:
             ),
             attempts=1,
             device=str(device),
-            provenance=provenance(device, str(D.resolve_data_dir(self.ctx.data_dir) or "")),
+            provenance=provenance(device, str(D.resolve_data_dir(self.ctx.data_dir) or ""), self.precision),
             notes="; ".join(x for x in (notes, f"vectorised engine: group of {self.k}, {wall:.1f} s together") if x),
         )
         predictions = None
@@ -419,20 +396,3 @@ def _per_run_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) 
 
 def _tokens(eval_set: EvalSet | None) -> int:
     return eval_set.encoded.tokens() if eval_set is not None else 0
-
-
-def _checkpoint_lacks_only_head(spec: RunSpec, num_labels: int) -> bool:
-    """True when every weight the checkpoint lacks is in the task head (which init_head redraws anyway)."""
-    from transformers import AutoModelForSequenceClassification
-
-    kwargs: dict[str, Any] = {"num_labels": num_labels, "output_loading_info": True}
-    if num_labels == 1:
-        kwargs["problem_type"] = "regression"
-    if spec.model_layers is not None:
-        kwargs["num_hidden_layers"] = spec.model_layers
-    try:
-        _, info = AutoModelForSequenceClassification.from_pretrained(resolve_model(spec.model), **kwargs)
-    except (OSError, ValueError):
-        return False
-    missing = set(info.get("missing_keys", ())) | set(info.get("mismatched_keys", ()))
-    return all(str(key).startswith(("classifier.", "score.")) for key in missing)

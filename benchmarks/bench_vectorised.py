@@ -10,6 +10,7 @@ GPU (`--gpu`): the fair table of benchmarks/vectorised_fair.py, every row throug
 
     python benchmarks/bench_vectorised.py [--runs 8] [--steps 12] [--ks 1,2,4,8] [--reps 3] [--threads 1]
     python benchmarks/bench_vectorised.py --gpu --model-dir DIR --data-dir GLUE [--out-dir OUT]
+    python benchmarks/bench_vectorised.py --profile [--base DIR]   # where a group's time goes, per phase
 """
 
 from __future__ import annotations
@@ -180,7 +181,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=None, help="repetitions per row, median reported (GPU default 3)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--budget", type=float, default=None, help="GPU: seconds after which rows are skipped")
+    parser.add_argument("--profile", action="store_true", help="CPU seconds per phase of a group (profile_group.py)")
+    parser.add_argument("--base", default=None, help="--profile: another checkout (e.g. a worktree) profiled beside")
     args = parser.parse_args(argv)
+    if args.profile:
+        import profile_group
+
+        options = ["--runs", str(args.runs or 4), "--steps", str(args.steps), "--reps", str(args.reps or 3)]
+        options += ["--k", args.ks.split(",")[-1]] if args.ks else []
+        options += ["--threads", str(args.threads)] if args.threads else []
+        options += ["--base", args.base] if args.base else []
+        options += ["--data-dir", args.data_dir] if args.data_dir else []
+        text = profile_group.profile_table(profile_group.parser().parse_args(options))
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.out_dir) / "group_profile.md").write_text(text)
+        print(text)
+        return 0
     if args.gpu:
         if not (args.model_dir and args.data_dir):
             parser.error("--gpu needs --model-dir and --data-dir")

@@ -18,7 +18,7 @@ from harness.experiment.spec import Recipe, RunSpec
 from harness.storage.records import RunContext
 from harness.training import hashdropout, hashrng
 from harness.training.vectorised.engine import train_group
-from harness.training.vectorised.model import Layout, StackedModel, leaf_views, stack_parameters
+from harness.training.vectorised.model import StackedModel, leaf_views, stack_runs
 
 SEEDS = [(1, 11, 0), (2, 12, 1), (3, 13, 0), (4, 11, 2)]  # (init, order, sample): one shares an order seed
 
@@ -51,9 +51,9 @@ def test_stacked_forward_is_each_models_own_forward_in_eval_and_in_training() ->
     models = [tiny_bert(seed=s) for s in range(3)]
     for model, seed in zip(models, seeds, strict=True):
         hashdropout.install(model, seed)
-    layout = Layout.of(models[0])
-    params = leaf_views(stack_parameters(models, layout, torch.device("cpu")), layout)
-    stacked = StackedModel(models, torch.device("cpu"))
+    runs = stack_runs(models, len(models), torch.device("cpu"))
+    params = leaf_views(runs.flat, runs.layout)
+    stacked = StackedModel(runs.template, runs.buffers, torch.device("cpu"))
     batch = _batch(3)
     shared = {key: value[0] for key, value in batch.items()}
     evaluated = stacked.logits(params, shared)
@@ -117,8 +117,8 @@ def test_stacked_adamw_equals_adamw_and_clipping_applied_to_each_run(bias_correc
     for step in range(4):
         grads = torch.randn(k, p, generator=g, dtype=torch.float64) * (3.0 if step % 2 else 0.1)  # some clipped
         multiplier = [0.5, 1.0, 0.8, 0.2][step]
-        norms = opt.step(grads.clone(), torch.full((k,), 0.1 * multiplier, dtype=torch.float64),
-                         torch.ones(k, dtype=torch.bool))  # fmt: skip
+        opt.grad.copy_(grads)
+        norms = opt.step(torch.full((k,), 0.1 * multiplier, dtype=torch.float64), torch.ones(k, dtype=torch.bool))
         for run, (a, b, ref) in enumerate(refs):
             a.grad, b.grad = grads[run, :4].clone(), grads[run, 4:].clone()
             norm = torch.nn.utils.clip_grad_norm_([a, b], 1.0)
@@ -129,6 +129,42 @@ def test_stacked_adamw_equals_adamw_and_clipping_applied_to_each_run(bias_correc
             torch.testing.assert_close(flat[run], torch.cat([a.detach(), b.detach()]), rtol=1e-12, atol=1e-12)
             state = ref.state[a]
             torch.testing.assert_close(opt.exp_avg_sq[run, :4], state["exp_avg_sq"], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("decay", ["uniform tail", "none", "prior"])
+def test_adam_on_the_trained_columns_only_equals_adam_on_all_when_the_rest_never_has_a_gradient(decay: str) -> None:
+    """Columns with a zero gradient at every step (embedding rows no batch uses) change only by weight decay:
+    an optimiser that runs Adam on the other columns gives bitwise the same weights, with smaller moments."""
+    from harness.training.vectorised.optim import Hyper, StackedAdamW
+
+    k, p, n = 3, 12, 7
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(k, p, generator=g)
+    lr_scale = torch.tensor([0.5] * 3 + [1.0] * 9)
+    wd = torch.tensor([0.0] * 3 + [0.1] * 9) if decay == "uniform tail" else None
+    prior_wd = torch.full((p,), 0.3) if decay == "prior" else None
+    hyper = Hyper((0.9, 0.98), 1e-6, True, 1.0)
+    full = StackedAdamW(w.clone(), hyper, lr_scale, wd, prior_wd, w.clone() if prior_wd is not None else None)
+    part = StackedAdamW(w.clone(), hyper, lr_scale, wd, prior_wd, w.clone() if prior_wd is not None else None, n)
+    assert part.exp_avg.shape == (k, n)
+    for step in range(5):
+        grads = torch.randn(k, p, generator=g) * (3.0 if step % 2 else 0.1)
+        grads[:, n:] = 0.0
+        for opt in (full, part):
+            opt.zero_grad()
+            opt.grad += grads
+            opt.step(torch.full((k,), 0.1), torch.tensor([True, True, step < 2]))
+        assert torch.equal(full.flat, part.flat)
+    assert torch.equal(part.flat[:, n:], w[:, n:]) == (decay != "uniform tail")  # only decay moves the tail
+
+
+def test_untrained_columns_that_decay_at_different_rates_are_trained_after_all() -> None:
+    from harness.training.vectorised.optim import Hyper, StackedAdamW
+
+    w = torch.randn(2, 6)
+    wd = torch.tensor([0.1, 0.1, 0.1, 0.1, 0.0, 0.1])
+    opt = StackedAdamW(w, Hyper((0.9, 0.98), 1e-6, True, 0.0), torch.ones(6), wd, trained=3)
+    assert opt.n == 6
 
 
 def test_stacked_adamw_prior_wd_and_a_frozen_run() -> None:
@@ -147,14 +183,15 @@ def test_stacked_adamw_prior_wd_and_a_frozen_run() -> None:
         if step == 1:
             grads[1] = float("nan")  # run 1 diverges: frozen from here on
         active = torch.tensor([True, step == 0])
-        opt.step(grads.clone(), torch.full((2,), 0.01, dtype=torch.float64), active)
+        opt.grad.copy_(grads)
+        opt.step(torch.full((2,), 0.01, dtype=torch.float64), active)
         param.grad = grads[0].clone()
         ref.step()
         torch.testing.assert_close(flat[0], param.detach(), rtol=1e-12, atol=1e-12)
     after_first = flat[1].clone()
     assert torch.isfinite(after_first).all() and not torch.equal(after_first, w[1])
-    opt.step(torch.randn(2, 5, dtype=torch.float64), torch.full((2,), 0.01, dtype=torch.float64),
-             torch.tensor([True, False]))  # fmt: skip
+    opt.grad.copy_(torch.randn(2, 5, dtype=torch.float64))
+    opt.step(torch.full((2,), 0.01, dtype=torch.float64), torch.tensor([True, False]))
     assert torch.equal(flat[1], after_first)
 
 
@@ -171,7 +208,7 @@ def test_nan_run_is_diverged_and_frozen_while_the_others_go_on(
     def poisoned(logits, labels, regression):
         losses = real_loss(logits, labels, regression)
         calls["n"] += 1
-        if calls["n"] >= 4:  # run 1's loss is NaN from step 4 on
+        if calls["n"] >= 4 and len(losses) == 3:  # run 1's loss is NaN from step 4 on (until it leaves the batch)
             losses = losses.clone()
             losses[1] = float("nan")
         return losses
@@ -182,6 +219,7 @@ def test_nan_run_is_diverged_and_frozen_while_the_others_go_on(
     assert bad["status"] == "diverged" and math.isnan(bad["score"]) and bad["steps_done"] == 3
     assert math.isnan(bad["loss_last"]) and all(p["step"] < 4 for p in results[1].curve)
     assert results[1].predictions is None
+    assert results[1].dropped_at == 4 / 8  # it left the batch at the evaluation that found it (step 4 of 8)
     for i in (0, 2):
         assert results[i].run["status"] == "done"
         assert [p["val_metric"] for p in results[i].curve] == [p["val_metric"] for p in clean[i].curve]
@@ -195,6 +233,10 @@ def test_stopped_run_keeps_its_curve_so_far(tiny_model_dir: Path, tiny_glue_dir:
     assert results[0].run["status"] == "stopped" and len(results[0].curve) == 1
     assert results[1].run["status"] == "done" and len(results[1].curve) == 4
     assert results[0].run["steps_done"] == results[0].curve[0]["step"]
+    # the stopped run left the batch (its compute ended there); the other run trained on exactly as before
+    assert results[0].dropped_at == results[0].curve[0]["step"] / 8 and results[1].dropped_at is None
+    alone = _train(specs[1:], tiny_glue_dir)[0]
+    assert results[1].curve == alone.curve and results[1].predictions == alone.predictions
 
 
 def test_engine_is_chosen_from_seeds_per_worker_and_is_not_part_of_the_run_id() -> None:
@@ -261,9 +303,11 @@ def _distilbert_dir(folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("family", ["bert", "distilbert"])
-def test_group_models_are_built_exactly_as_the_loop_builds_them(family: str, tiny_model_dir: Path, tmp_path) -> None:
+def test_group_models_are_built_exactly_as_the_loop_builds_them(
+    family: str, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """BERT: one loaded template is copied (only the head is missing). DistilBERT: each run loads its own, its
-    pre_classifier drawn from its init_seed as in the loop (finding out once drew from the seeded RNG)."""
+    pre_classifier drawn from its init_seed as in the loop; the first load also says what the checkpoint lacks."""
     from harness.training import recipes
     from harness.training.loop import seed_everything
     from harness.training.models import init_head, load_classifier
@@ -272,8 +316,10 @@ def test_group_models_are_built_exactly_as_the_loop_builds_them(family: str, tin
     model_dir = tiny_model_dir if family == "bert" else _distilbert_dir(tmp_path)
     recipe = Recipe(reinit_layers=1, mixout=0.2) if family == "bert" else Recipe(mixout=0.2)
     specs = [spec_for(model_dir, recipe, *s) for s in SEEDS[:3]]
-    assert build.checkpoint_lacks_only_head(specs[0], 2) == (family == "bert")
-    built = build.build_models(specs)
+    loads = []
+    monkeypatch.setattr(build, "load_classifier", lambda *a: loads.append(a) or load_classifier(*a))
+    built = list(build.build_models(specs))
+    assert len(loads) == (0 if family == "bert" else 2)  # BERT: one load (the first run's) for the whole group
     for spec, model in zip(specs, built, strict=True):
         seed_everything(spec.init_seed)
         ref = load_classifier(spec.model, 2)

@@ -36,8 +36,15 @@ def load_tokenizer(name: str):
 
 def load_classifier(name: str, num_labels: int, layers: int | None = None) -> PreTrainedModel:
     """AutoModelForSequenceClassification with `num_labels` outputs (1 = regression)."""
+    return load_classifier_with_missing(name, num_labels, layers)[0]
+
+
+def load_classifier_with_missing(
+    name: str, num_labels: int, layers: int | None = None
+) -> tuple[PreTrainedModel, set[str]]:
+    """load_classifier, and the names of the weights the checkpoint lacked (drawn at load) in the same load."""
     source = resolve_model(name)
-    kwargs: dict[str, object] = {"num_labels": num_labels}
+    kwargs: dict[str, object] = {"num_labels": num_labels, "output_loading_info": True}
     if num_labels == 1:
         kwargs["problem_type"] = "regression"
     if layers is not None:
@@ -47,10 +54,11 @@ def load_classifier(name: str, num_labels: int, layers: int | None = None) -> Pr
             raise ModelError(f"model_layers = {layers} but {name!r} has only {available} layers; use <= {available}")
         kwargs["num_hidden_layers"] = layers
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+        model, info = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load model {name!r} ({source}): {exc}") from exc
-    return model
+    lacked = (*info.get("missing_keys", ()), *info.get("mismatched_keys", ()))  # mismatched: (key, shapes) tuples
+    return model, {str(key[0] if isinstance(key, tuple) else key) for key in lacked}
 
 
 def _load_config(name: str, source: str):

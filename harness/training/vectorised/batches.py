@@ -26,6 +26,8 @@ class Batches:
     sizes: list[int]  # examples in each step's batch (the same for every run: same n, same batch size)
     widths: list[int]  # tokens of each step's longest example over all runs
     tokens: np.ndarray  # [K] real tokens seen by each run over the whole plan
+    lengths: np.ndarray  # [K, n] tokens of each run's examples
+    plan: np.ndarray  # the order on the host: [steps, K, batch_size]
 
     def at(self, step: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Step `step`'s (from 1) inputs [K, B, T] and labels [K, B]."""
@@ -33,6 +35,20 @@ class Batches:
         idx = self.order[step - 1, :, :size]
         runs = torch.arange(idx.shape[0], device=idx.device)[:, None]
         return {key: value[runs, idx][:, :, :width] for key, value in self.inputs.items()}, self.labels[runs, idx]
+
+    def select(self, rows: torch.Tensor) -> Batches:
+        """Only the runs at `rows`; each step padded to the longest example of the runs that remain."""
+        host = rows.cpu().numpy()
+        plan, lengths = self.plan[:, host], self.lengths[host]
+        return Batches(
+            {key: value[rows] for key, value in self.inputs.items()}, self.labels[rows], self.order[:, rows],
+            self.sizes, _widths(lengths, plan, self.sizes), self.tokens[host], lengths, plan,
+        )  # fmt: skip
+
+
+def _widths(lengths: np.ndarray, plan: np.ndarray, sizes: list[int]) -> list[int]:
+    """Each step's longest example over the runs of `plan` [steps, K, batch_size]."""
+    return [int(np.take_along_axis(lengths, plan[step, :, :size], axis=1).max()) for step, size in enumerate(sizes)]
 
 
 def _pad(encoded: Encoded, key: str, width: int) -> list[list[int]]:
@@ -51,7 +67,7 @@ def build_batches(sets: list[Encoded], orders: list[list[list[int]]], batch_size
     lengths = np.array([[len(f["input_ids"]) for f in s.features] for s in sets])
     steps = len(orders[0])
     order = np.zeros((steps, len(sets), batch_size), dtype=np.int64)
-    sizes, widths = [], []
+    sizes = []
     tokens = np.zeros(len(sets), dtype=np.int64)
     for step in range(steps):
         size = len(orders[0][step])
@@ -59,12 +75,10 @@ def build_batches(sets: list[Encoded], orders: list[list[list[int]]], batch_size
         for k, run_order in enumerate(orders):
             order[step, k, :size] = run_order[step]
             order[step, k, size:] = run_order[step][0]
-        picked = np.take_along_axis(lengths, order[step, :, :size], axis=1)
-        widths.append(int(picked.max()))
-        tokens += picked.sum(axis=1)
+        tokens += np.take_along_axis(lengths, order[step, :, :size], axis=1).sum(axis=1)
     return Batches(
         {key: value.to(device) for key, value in inputs.items()}, labels.to(device),
-        torch.from_numpy(order).to(device), sizes, widths, tokens,
+        torch.from_numpy(order).to(device), sizes, _widths(lengths, order, sizes), tokens, lengths, order,
     )  # fmt: skip
 
 

@@ -1,40 +1,51 @@
 """The K models of a seed group, each built exactly as the loop builds its run's model, and the optimiser's
-per-element vectors (LLRD lr multiplier, weight decay, prior WD) from the recipe's parameter groups."""
+per-element vectors (LLRD lr multiplier, weight decay, prior WD) from the recipe's parameter groups.
+
+The checkpoint is loaded once: when it lacks only the task head (which init_head redraws from each run's
+init_seed) every other run starts from a copy of that load. Models are made one at a time, so the host holds
+the template and one run's model, not K (the engine writes each into the stacked device buffer as it comes).
+"""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
 from harness.experiment.spec import ConfigError, Recipe, RunSpec
 from harness.training import hashdropout, recipes
 from harness.training.loop import seed_everything
-from harness.training.models import init_head, load_classifier, resolve_model
+from harness.training.models import init_head, load_classifier, load_classifier_with_missing
 from harness.training.vectorised.model import Layout
 
+HEAD_PREFIXES = ("classifier.", "score.")
 
-def build_models(specs: Sequence[RunSpec]) -> list[torch.nn.Module]:
-    """One prepared model per spec: pre-trained body, head from init_seed, the recipe's changes, hashed masks."""
+
+def build_models(specs: Sequence[RunSpec]) -> Iterator[torch.nn.Module]:
+    """One prepared model per spec, in order: pre-trained body, head from init_seed, the recipe's changes, hashed
+    masks. Lazily: a model is made when the previous one has been consumed."""
     recipe, num_labels = specs[0].recipe, specs[0].task_def.num_labels
-    copy_template = checkpoint_lacks_only_head(specs[0], num_labels)  # before seeding: it loads a model (draws)
-    template = None
-    models = []
-    for spec in specs:
+    template, copy_template = None, False  # template: the first load before its head is drawn
+    for i, spec in enumerate(specs):
         seed_everything(spec.init_seed)  # weights the checkpoint lacks are drawn from init_seed
-        if template is None or not copy_template:
-            model = load_classifier(spec.model, num_labels, spec.model_layers)
-            if template is None:
-                template = copy.deepcopy(model)
-        else:  # only the head is missing from the checkpoint and init_head redraws it: a copy is the same model
+        if i == 0:
+            model, missing = load_classifier_with_missing(spec.model, num_labels, spec.model_layers)
+            copy_template = lacks_only_head(missing)
+            template = copy.deepcopy(model) if copy_template and len(specs) > 1 else None
+        elif copy_template:  # only the head is missing from the checkpoint and init_head redraws it: the same model
             model = copy.deepcopy(template)
+        else:  # the checkpoint lacks body weights (drawn from this run's seed at load): load this run's own
+            model = load_classifier(spec.model, num_labels, spec.model_layers)
         init_head(model, spec.init_seed)
         model = recipes.prepare_model(model, recipe, init_seed=spec.init_seed)
         hashdropout.install(model, spec.order_seed)  # as the loop: sites named, attention hashed
-        models.append(model)
-    return models
+        yield model
+
+
+def lacks_only_head(missing: Iterable[str]) -> bool:
+    """True when every weight the checkpoint lacks is in the task head (which init_head redraws anyway)."""
+    return all(name.startswith(HEAD_PREFIXES) for name in missing)
 
 
 def parameter_vectors(model: torch.nn.Module, recipe: Recipe, layout: Layout) -> dict[str, torch.Tensor | None]:
@@ -61,20 +72,3 @@ def parameter_vectors(model: torch.nn.Module, recipe: Recipe, layout: Layout) ->
         "weight_decay": wd if recipe.weight_decay > 0 else None,
         "prior_wd": prior if recipe.prior_wd > 0 else None,
     }
-
-
-def checkpoint_lacks_only_head(spec: RunSpec, num_labels: int) -> bool:
-    """True when every weight the checkpoint lacks is in the task head (which init_head redraws anyway)."""
-    from transformers import AutoModelForSequenceClassification
-
-    kwargs: dict[str, Any] = {"num_labels": num_labels, "output_loading_info": True}
-    if num_labels == 1:
-        kwargs["problem_type"] = "regression"
-    if spec.model_layers is not None:
-        kwargs["num_hidden_layers"] = spec.model_layers
-    try:
-        _, info = AutoModelForSequenceClassification.from_pretrained(resolve_model(spec.model), **kwargs)
-    except (OSError, ValueError):
-        return False
-    missing = set(info.get("missing_keys", ())) | set(info.get("mismatched_keys", ()))
-    return all(str(key).startswith(("classifier.", "score.")) for key in missing)

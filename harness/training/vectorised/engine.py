@@ -13,9 +13,11 @@ the host reads the losses only at evaluations. A run whose loss goes NaN is froz
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -42,9 +44,10 @@ from harness.training.models import count_parameters, load_tokenizer, resolve_mo
 from harness.training.provenance import provenance
 from harness.training.recipes.schedule import linear_warmup_decay, warmup_steps_for
 from harness.training.vectorised import build
-from harness.training.vectorised.batches import EvalSet, build_batches, build_eval_set
-from harness.training.vectorised.model import Layout, StackedModel, leaf_views, padding_rows, stack_parameters
+from harness.training.vectorised.batches import Batches, EvalSet, build_batches, build_eval_set
+from harness.training.vectorised.model import Layout, StackedModel, leaf_views, padding_rows, stack_runs
 from harness.training.vectorised.optim import Hyper, StackedAdamW
+from harness.training.vectorised.vocab import renumber_inputs, renumber_model, vocab_order
 
 OnEvals = Callable[[list[EvalPoint]], list[bool]]
 
@@ -114,11 +117,12 @@ class _Group:
             )
         self.task = specs[0].task_def
         self.k = len(specs)
+        self.dropped_at: list[float | None] = [None] * self.k  # fraction of training when a run left the batch
 
     # -- set-up ----------------------------------------------------------------
 
-    def build_models(self) -> list[torch.nn.Module]:
-        """The K prepared models, each exactly as harness.training.loop builds its run's model."""
+    def build_models(self) -> Iterator[torch.nn.Module]:
+        """The K prepared models, one at a time, each exactly as harness.training.loop builds its run's model."""
         return build.build_models(self.specs)
 
     # -- the run -----------------------------------------------------------------
@@ -145,29 +149,31 @@ class _Group:
         ]
 
         tokenizer = load_tokenizer(spec0.model)
+        train_sets = [Encoded(tokenizer, ex, spec0.max_seq_length, task.is_regression) for ex in train_examples]
         models = self.build_models()
-        model0 = models[0]
-        layout = Layout.of(model0)
-        flat = stack_parameters(models, layout, device)
+        first = next(models)
+        vocab = vocab_order(first, train_sets)  # embedding rows no batch uses: out of Adam's work (vocab.py)
+        runs = stack_runs(itertools.chain([first], models), k, device, vocab)  # each model into its device row
+        model0, layout = runs.template, runs.layout
+        if vocab is not None:
+            renumber_model(model0, vocab)
         vectors = build.parameter_vectors(model0, recipe, layout)
-        w0 = flat.clone() if recipe.prior_wd > 0 else None
-        params = leaf_views(flat, layout)
         optimizer = StackedAdamW(
-            flat,
+            runs.flat,
             Hyper((recipe.adam_beta1, recipe.adam_beta2), recipe.adam_eps, recipe.bias_correction, recipe.grad_clip),
             vectors["lr_scale"].to(device),  # type: ignore[union-attr]
             None if vectors["weight_decay"] is None else vectors["weight_decay"].to(device),
             None if vectors["prior_wd"] is None else vectors["prior_wd"].to(device),
-            w0,
+            runs.flat.clone() if recipe.prior_wd > 0 else None,
+            layout.size - (vocab.untrained_elements if vocab is not None else 0),
         )
         n_params = count_parameters(model0)
         notes = recipes.run_notes(model0, recipe)
         model0.to(device)
-        stacked = StackedModel(models, device)  # model0 is the template whose modules every run goes through
+        stacked = StackedModel(model0, runs.buffers, device)  # model0 is the template every run goes through
         pad_rows = padding_rows(model0, layout)
-        del models
+        del runs, first
 
-        train_sets = [Encoded(tokenizer, ex, spec0.max_seq_length, task.is_regression) for ex in train_examples]
         n_train = len(train_sets[0])
         total_steps = recipes.total_training_steps(recipe, n_train)
         orders = [
@@ -180,11 +186,14 @@ class _Group:
             Encoded(tokenizer, list(splits.test), spec0.max_seq_length, task.is_regression) if splits.test else None
         )
         test_set = build_eval_set(test_enc, device)
+        if vocab is not None:  # the same vectors under their new row numbers
+            for inputs in [batches.inputs, *(c for e in (val_set, test_set) if e for c, _ in e.chunks)]:
+                renumber_inputs(inputs, vocab)
         evals_at = set(eval_steps(total_steps, spec0.num_evals))
         warmup = warmup_steps_for(recipe, total_steps)
 
         seeds = torch.tensor([s.order_seed for s in self.specs], dtype=torch.int64, device=device)
-        active = torch.ones(k, dtype=torch.bool, device=device)
+        live = _InBatch(list(range(k)), optimizer, layout, stacked, batches, seeds)
         autocast = torch.autocast(device.type, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
 
         state = _RunState.start(k)
@@ -192,25 +201,30 @@ class _Group:
         self.grad_norms: list[torch.Tensor] = []
         step = 0
         for step in range(1, total_steps + 1):
-            inputs, labels = batches.at(step)
+            inputs, labels = live.batches.at(step)
+            optimizer.zero_grad()  # backward adds into the parameters' .grad: views of its buffer
             with autocast:
-                logits = stacked.logits(params, inputs, hashrng.run_key(seeds, step))
+                logits = stacked.logits(live.params, inputs, hashrng.run_key(live.seeds, step))
             losses = _per_run_loss(logits, labels, task.is_regression)
-            losses.sum().backward()
-            grad = torch.cat([params[name].grad.reshape(k, -1) for name in layout.names], 1)
-            for name in layout.names:
-                params[name].grad = None
+            with warnings.catch_warnings():  # each .grad is by design a strided view of the flat gradient buffer
+                warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+                losses.sum().backward()
             for row in pad_rows:  # nn.Embedding(padding_idx) never updates the pad row from its gradient
-                grad[:, row] = 0.0
-            active &= torch.isfinite(losses)
+                optimizer.grad[:, row] = 0.0
+            live.active &= torch.isfinite(losses)
             multiplier = linear_warmup_decay(step - 1, total_steps, warmup)
-            lr = torch.full((k,), recipe.lr * multiplier, device=device)
-            self.grad_norms.append(optimizer.step(grad, lr, active))
-            loss_log.append(losses.detach())
+            lr = torch.full((len(live.rows),), recipe.lr * multiplier, device=device)
+            self.grad_norms.append(live.spread(optimizer.step(lr, live.active), k))
+            loss_log.append(live.spread(losses.detach(), k))
             if step in evals_at:
-                self.evaluate(step, total_steps, n_train, loss_log, state, params, stacked, val_set, test_set, active)
+                self.evaluate(step, total_steps, n_train, loss_log, state, live, val_set, test_set)
                 if not state.any_training():
                     break
+                gone = [i for i in live.rows if not state.training[i]]
+                if gone and step < total_steps:  # stopped or diverged: out of the batch, no more compute spent
+                    for i in gone:
+                        self.dropped_at[i] = step / total_steps
+                    live.keep([i for i in live.rows if state.training[i]])
         self.optimizer = optimizer
         losses_host = torch.stack(loss_log).float().cpu().numpy() if loss_log else np.zeros((0, k))
         wall = time.perf_counter() - started
@@ -226,8 +240,7 @@ class _Group:
     @torch.no_grad()
     def evaluate(
         self, step: int, total_steps: int, n_train: int, loss_log: list[torch.Tensor], state: _RunState,
-        params: dict[str, torch.Tensor], stacked: StackedModel, val_set: EvalSet | None, test_set: EvalSet | None,
-        active: torch.Tensor,
+        live: _InBatch, val_set: EvalSet | None, test_set: EvalSet | None,
     ) -> None:  # fmt: skip
         """All runs still training, on the same eval sets in one batched forward; the host syncs here only."""
         losses = torch.stack(loss_log[state.logged :]).float().cpu().numpy()  # [steps since last eval, K]
@@ -244,13 +257,13 @@ class _Group:
                 continue
             state.losses[i].extend(window.tolist())
             state.window[i].extend(window.tolist())
-        live = [i for i in range(self.k) if state.training[i]]
-        if not live:
+        training = [i for i in range(self.k) if state.training[i]]
+        if not training:
             return
-        val = self.predict(params, stacked, val_set)
-        test = self.predict(params, stacked, test_set)
+        val = self.predict(live, val_set)
+        test = self.predict(live, test_set)
         points = []
-        for i in live:
+        for i in training:
             spec = self.specs[i]
             val_metric = self.metric(val[i] if val is not None else None, val_set)
             test_metric = self.metric(test[i] if test is not None else None, test_set)
@@ -271,25 +284,23 @@ class _Group:
                                     val_metric, test_metric))  # fmt: skip
         if self.on_evals is not None:
             keep = self.on_evals(points)
-            stopped = [i for i, go_on in zip(live, keep, strict=True) if not go_on and step < total_steps]
+            stopped = [i for i, go_on in zip(training, keep, strict=True) if not go_on and step < total_steps]
             for i in stopped:
                 state.status[i], state.training[i] = "stopped", False
-            if stopped:
-                active[torch.tensor(stopped, device=active.device)] = False
 
-    def predict(
-        self, params: dict[str, torch.Tensor], stacked: StackedModel, eval_set: EvalSet | None
-    ) -> np.ndarray | None:
-        """[K, n] predictions (class id, or the score for regression) in the split's stored order."""
+    def predict(self, live: _InBatch, eval_set: EvalSet | None) -> np.ndarray | None:
+        """[K, n] predictions (class id, or the score for regression) in the split's stored order; zeros for the
+        runs no longer in the batch."""
         if eval_set is None:
             return None
         out = np.zeros((self.k, len(eval_set.encoded)), dtype=np.float64)
+        rows = np.array(live.rows)
         for inputs, idx in eval_set.chunks:
             dev = next(iter(inputs.values())).device
             with torch.autocast(dev.type, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext():
-                logits = stacked.logits(params, inputs)
+                logits = live.stacked.logits(live.params, inputs)
             values = logits.squeeze(-1) if self.task.is_regression else logits.argmax(-1)
-            out[:, idx] = values.float().cpu().numpy()
+            out[np.ix_(rows, idx)] = values.float().cpu().numpy()
         return out
 
     def metric(self, preds: np.ndarray | None, eval_set: EvalSet | None) -> float:
@@ -337,7 +348,46 @@ class _Group:
         chosen = state.chosen(i, spec.recipe.select, curve) if status != "diverged" else None
         if chosen is not None:
             predictions = {name: values for name, values in chosen.items() if values is not None}
-        return RunResult(row, curve, predictions)
+        return RunResult(row, curve, predictions, dropped_at=self.dropped_at[i])
+
+
+class _InBatch:
+    """The runs still in the batch (their indices into the group, in row order) and their device state. A run
+    that stops or diverges leaves at the evaluation that finds it: its rows leave every stacked tensor, so
+    early stopping inside a group saves the compute it reports."""
+
+    def __init__(
+        self, rows: list[int], optimizer: StackedAdamW, layout: Layout, stacked: StackedModel, batches: Batches,
+        seeds: torch.Tensor,
+    ) -> None:  # fmt: skip
+        self.rows, self.optimizer, self.layout, self.stacked = rows, optimizer, layout, stacked
+        self.batches, self.seeds = batches, seeds
+        self.active = torch.ones(len(rows), dtype=torch.bool, device=seeds.device)
+        self.bind()
+
+    def bind(self) -> None:
+        """Parameters as leaf views of the optimizer's flat buffer; their .grad views of its gradient buffer."""
+        self.params = leaf_views(self.optimizer.flat, self.layout)
+        grads = leaf_views(self.optimizer.grad, self.layout, requires_grad=False)
+        for name, param in self.params.items():
+            param.grad = grads[name]
+
+    def keep(self, rows: list[int]) -> None:
+        """Only `rows` (a subset of self.rows, in order) stay in the batch."""
+        at = torch.tensor([self.rows.index(i) for i in rows], device=self.seeds.device)
+        self.optimizer.select(at)
+        self.stacked.select(at)
+        self.batches = self.batches.select(at)
+        self.seeds, self.active, self.rows = self.seeds[at], self.active[at], rows
+        self.bind()
+
+    def spread(self, values: torch.Tensor, k: int) -> torch.Tensor:
+        """[rows] -> [K] in group order, NaN for the runs no longer in the batch."""
+        if len(self.rows) == k:
+            return values
+        full = torch.full((k,), math.nan, dtype=values.dtype, device=values.device)
+        full[torch.tensor(self.rows, device=values.device)] = values
+        return full
 
 
 @dataclass

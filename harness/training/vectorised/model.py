@@ -11,7 +11,9 @@ buffer; each named parameter is a leaf view of it, so the optimiser updates ever
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from harness.training import hashdropout
+from harness.training.vectorised.vocab import VocabOrder
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,10 @@ class Layout:
     size: int
 
     @staticmethod
-    def of(model: nn.Module) -> Layout:
+    def of(model: nn.Module, last: str | None = None) -> Layout:
+        """named_parameters order, `last` (a parameter name) moved to the end of the buffer."""
         named = list(model.named_parameters())
+        named.sort(key=lambda item: item[0] == last)  # stable: only `last` moves
         offsets, at = [], 0
         for _, param in named:
             offsets.append(at)
@@ -45,14 +50,41 @@ class Layout:
         return slice(self.offsets[i], self.offsets[i] + math.prod(self.shapes[i]))
 
 
-def stack_parameters(models: list[nn.Module], layout: Layout, device: torch.device) -> torch.Tensor:
-    """The flat [K, P] float32 buffer holding every model's parameters in `layout` order."""
-    flat = torch.empty(len(models), layout.size, dtype=torch.float32)
-    for k, model in enumerate(models):
+@dataclass
+class StackedRuns:
+    """A group's models stacked: the first (the template whose modules every run goes through), where each
+    parameter sits, every run's parameters as one flat [K, P] device buffer, and each run's buffers."""
+
+    template: nn.Module
+    layout: Layout
+    flat: torch.Tensor
+    buffers: list[dict[str, torch.Tensor]]
+
+
+def stack_runs(
+    models: Iterable[nn.Module], k: int, device: torch.device, vocab: VocabOrder | None = None
+) -> StackedRuns:
+    """Each model's parameters written into its row of the [K, P] float32 device buffer as the model comes: the
+    host holds one model at a time, never a [K, P] copy. With `vocab` the input embedding goes last, its rows
+    renumbered (harness/training/vectorised/vocab.py)."""
+    models = iter(models)
+    template = next(models)
+    layout = Layout.of(template, last=vocab.name if vocab else None)
+    flat = torch.empty(k, layout.size, dtype=torch.float32, device=device)
+    buffers = []
+    count = 0
+    for row, model in enumerate(itertools.chain([template], models)):
         named = dict(model.named_parameters())
         for name, offset, shape in zip(layout.names, layout.offsets, layout.shapes, strict=True):
-            flat[k, offset : offset + math.prod(shape)] = named[name].detach().reshape(-1).float()
-    return flat.to(device)
+            value = named[name].detach()
+            if vocab is not None and name == vocab.name:
+                value = value[vocab.order]
+            flat[row, offset : offset + math.prod(shape)] = value.reshape(-1)
+        buffers.append(dict(model.named_buffers()))
+        count = row + 1
+    if count != k:
+        raise ValueError(f"stack_runs: {count} models for a group of {k}")
+    return StackedRuns(template, layout, flat, buffers)
 
 
 def leaf_views(flat: torch.Tensor, layout: Layout, requires_grad: bool = True) -> dict[str, torch.Tensor]:
@@ -80,10 +112,16 @@ def padding_rows(model: nn.Module, layout: Layout) -> list[slice]:
 class StackedModel:
     """The template model's forward, vmapped over K runs' parameters (and, in training, their inputs and masks)."""
 
-    def __init__(self, models: list[nn.Module], device: torch.device) -> None:
-        self.template = models[0]
+    def __init__(self, template: nn.Module, buffers: list[dict[str, torch.Tensor]], device: torch.device) -> None:
+        self.template = template
         self.draws = hashdropout.draws_of(self.template)
-        self.buffers, self.buffer_dims = _stack_buffers(models, device)
+        self.buffers, self.buffer_dims = _stack_buffers(buffers, device)
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only the runs at `rows` (a run dropped from the batch takes its own buffers with it)."""
+        for name, dim in self.buffer_dims.items():
+            if dim == 0:
+                self.buffers[name] = self.buffers[name][rows]
 
     def logits(
         self, params: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor], runs: torch.Tensor | None = None
@@ -105,11 +143,12 @@ class StackedModel:
             self.draws.set_run(0)  # drop the vmap's per-run key: it is dead outside the call
 
 
-def _stack_buffers(models: list[nn.Module], device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _stack_buffers(
+    per_model: list[dict[str, torch.Tensor]], device: torch.device
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Buffers as vmap inputs: one shared tensor when every run holds the same (position ids), else [K, ...]
     (Mixout's targets)."""
     buffers, dims = {}, {}
-    per_model = [dict(m.named_buffers()) for m in models]
     for name, first in per_model[0].items():
         same = all(torch.equal(first, other[name]) for other in per_model[1:])
         buffers[name] = (first if same else torch.stack([other[name] for other in per_model])).to(device)

@@ -322,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bundle = Path(args.bundle)
     tmp = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    caller_data_dir = os.environ.get("HARNESS_DATA_DIR")
     try:
         model_dir = upcast_bundle(bundle, tmp / "model")
         base = anchor.TINY_SETTING if args.dry_run else anchor.GPU_SETTING
@@ -368,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if caller_data_dir is None:  # the caller's environment as it was (main() also runs inside tests)
+            os.environ.pop("HARNESS_DATA_DIR", None)
+        else:
+            os.environ["HARNESS_DATA_DIR"] = caller_data_dir
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ but not the table; the bundle is upcast to fp32. (The real sections run in `make
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -71,7 +72,9 @@ def test_a_failing_section_still_prints_the_others_and_exits_1(bundle: Path, tmp
     assert [r["row"] for r in rows] == ["bad", "good"] and "boom" in rows[0]["error"]
     assert (out / "gpu_check.md").is_file() and (out / "gpu_check.csv").read_text().count("\n") == 3
     monkeypatch.setattr(gpu_check, "SECTIONS", sections[1:])
+    monkeypatch.setenv("HARNESS_DATA_DIR", "/the/callers/data")
     assert gpu_check.main(["--dry-run", "--bundle", str(bundle), "--out", str(out)]) == 0
+    assert os.environ["HARNESS_DATA_DIR"] == "/the/callers/data"  # main() restores the caller's environment
 
 
 def test_an_experiment_past_its_budget_is_stopped_with_its_workers_and_keeps_its_output(tmp_path: Path):

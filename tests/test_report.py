@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib import image as mpimg
 
@@ -423,3 +424,17 @@ def test_dodge_claims_share_the_verdict_table(tmp_path):
     assert stop.label in ("reproduced", "inconclusive") and "start 16, stop at 25%, keep 4" in stop.detail
     for v in verdicts:
         assert f"| {v.claim} | sst2 | bertadam |" in md and f"**{v.label}**" in md
+
+
+def test_report_when_the_first_recipe_is_missing_from_a_task(tmp_path):
+    """Each task is then compared against its own first recipe (as the analysis does), not refused with
+    "baseline recipe None has no stored runs"."""
+    exp = build_store(tmp_path / "mixed", {"standard": 0.0, "reinit": 1.0, "other": 2.0}, failed=False)
+    for part in (exp / "runs").glob("*.parquet"):
+        frame = pd.read_parquet(part)
+        if frame["recipe"].iloc[0] != "standard":  # reinit and other ran on sst2 only, standard on rte only
+            frame["task"] = "sst2"
+            frame["config_key"] = "sst2/" + frame["recipe"]
+            frame.to_parquet(part)
+    md = write_report(exp, **FAST).read_text()
+    assert "## Summary per recipe" in md and "sst2" in md

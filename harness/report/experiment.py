@@ -173,8 +173,10 @@ def write_report(
     ref = parse_paper(spec.paper) if spec else None
     recipes = recipe_order(runs, spec)
     per_task = runs.groupby(runs["task"].astype(str))["recipe"].agg(lambda r: set(r.astype(str)))
-    if baseline is None and all(recipes[0] in found for found in per_task):
-        baseline = recipes[0]  # the experiment's first declared recipe, not the first run id on disk
+    if baseline is None:
+        if all(recipes[0] in found for found in per_task):
+            baseline = recipes[0]  # the experiment's first declared recipe, not the first run id on disk
+        # else: each task against its own first recipe (harness.analysis.compare.compare_recipes)
     elif baseline not in recipes:
         raise ReportError(f"baseline recipe {baseline!r} has no stored runs; recipes: {', '.join(recipes)}")
     runs = order_runs(runs, spec)

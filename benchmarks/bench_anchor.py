@@ -88,14 +88,11 @@ def _examples(setting: Setting, seed: int):
 
 
 def _encode(tokenizer, examples, max_length: int) -> list[dict]:
-    texts_b = [e.text_b for e in examples]
-    enc = tokenizer(
-        [e.text_a for e in examples],
-        texts_b if any(t is not None for t in texts_b) else None,
-        truncation=True,
-        max_length=max_length,
-    )
-    return [{**{k: enc[k][i] for k in enc}, "labels": int(e.label)} for i, e in enumerate(examples)]
+    """The harness's own tokenisation, with each example's label for the Trainer's collator."""
+    from harness.experiment.data import tokenize
+
+    features = tokenize(tokenizer, examples, max_length)
+    return [{**f, "labels": int(e.label)} for f, e in zip(features, examples, strict=True)]
 
 
 def child_trainer(setting: Setting, seed: int) -> dict:

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -239,6 +240,19 @@ def load_split(task_name: str | TaskDef, split: str, data_dir: str | os.PathLike
     if split == "train":
         check_label_variety(task, examples, where)
     return examples
+
+
+def tokenize(tokenizer: Any, examples: Sequence[Example], max_length: int) -> list[dict[str, list[int]]]:
+    """Each example's tokenizer fields (a text pair where the task has one), truncated to max_length: the one
+    tokenisation every engine and benchmark feeds its model."""
+    texts_b = [e.text_b for e in examples]
+    enc = tokenizer(
+        [e.text_a for e in examples],
+        texts_b if any(t is not None for t in texts_b) else None,
+        truncation=True,
+        max_length=max_length,
+    )
+    return [{k: enc[k][i] for k in enc} for i in range(len(examples))]
 
 
 def check_label_variety(task: TaskDef, examples: Sequence[Example], where: str) -> None:

@@ -43,14 +43,7 @@ class Encoded:
     """Tokenised examples, batched with padding to each batch's longest sequence."""
 
     def __init__(self, tokenizer: Any, examples: list[D.Example], max_length: int, regression: bool) -> None:
-        texts_b = [e.text_b for e in examples]
-        enc = tokenizer(
-            [e.text_a for e in examples],
-            texts_b if any(t is not None for t in texts_b) else None,
-            truncation=True,
-            max_length=max_length,
-        )
-        self.features = [{k: enc[k][i] for k in enc} for i in range(len(examples))]
+        self.features = D.tokenize(tokenizer, examples, max_length)
         dtype = torch.float32 if regression else torch.long
         self.labels = torch.tensor([e.label for e in examples], dtype=dtype)
         self.pad_id = tokenizer.pad_token_id or 0

@@ -28,6 +28,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.report.folder import MANIFEST  # noqa: E402
 from harness.report.provenance import code_state, provenances, repo_path, specs  # noqa: E402  (after the path set-up)
 from harness.report.regenerate import Regenerate, regenerate  # noqa: E402
 from harness.report.tables import md_table  # noqa: E402
@@ -35,6 +36,7 @@ from harness.storage.scope import read_meta, recorded_data_dir, recorded_run_ids
 
 VERDICTS_CSV = "verdicts.csv"
 FILE_NOTES = {".md": "this report", ".png": "a figure of the report", ".csv": "the verdict per claim, as a table"}
+MANIFEST_NOTE = "the files the report wrote (a later report replaces only these, never a file of yours)"
 
 
 def machine_of(runs: pd.DataFrame) -> str:
@@ -106,7 +108,8 @@ def header(
 
 def files_table(folder: Path) -> str:
     """The report's "Files" section listing what the folder holds once published (nothing deleted is named)."""
-    rows = [[f"`{p.name}`", FILE_NOTES.get(p.suffix, "")] for p in sorted(folder.iterdir()) if p.is_file()]
+    notes = {**{p.name: FILE_NOTES.get(p.suffix, "") for p in folder.iterdir()}, MANIFEST: MANIFEST_NOTE}
+    rows = [[f"`{p.name}`", notes[p.name]] for p in sorted(folder.iterdir()) if p.is_file()]
     return "## Files\n\n" + md_table(["file", "content"], rows, "ll") + "\n"
 
 

@@ -146,6 +146,7 @@ def test_published_report_has_the_checked_command_code_state_and_only_its_files(
     assert (
         listed == {p.name for p in out.iterdir()} and "report.html" not in listed and "analysis/*.parquet" not in files
     )
+    assert all(re.search(rf"\| `{re.escape(name)}` \| \w", files) for name in listed)  # each file says what it is
 
 
 def test_paper_forest_is_drawn_from_the_committed_verdict_tables(tmp_path):

@@ -14,22 +14,30 @@ import transformers
 
 import harness
 
+# Uncommitted changes here do not change what a run computes (published reports, notes): not "+dirty".
+NOT_CODE = ("docs",)
+
 
 @functools.cache
 def git_sha() -> str:
-    """The harness checkout's commit (with '+dirty' for uncommitted changes), or '' outside git."""
-    root = Path(harness.__file__).resolve().parent.parent
+    """The harness checkout's commit (with '+dirty' for uncommitted changes to its code), or '' outside git."""
+    return checkout_state(Path(harness.__file__).resolve().parent.parent)
+
+
+def checkout_state(root: Path) -> str:
+    """`root`'s commit, '+dirty' when a tracked file outside NOT_CODE has uncommitted changes; '' outside git."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+             *(f":(exclude){folder}" for folder in NOT_CODE)],
             cwd=root,
             capture_output=True,
             text=True,
             timeout=5,
-        ).stdout.strip()
+        ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return ""
     return sha + ("+dirty" if dirty else "")

@@ -198,7 +198,6 @@ class _Group:
 
         state = _RunState.start(k)
         loss_log: list[torch.Tensor] = []
-        self.grad_norms: list[torch.Tensor] = []
         step = 0
         for step in range(1, total_steps + 1):
             inputs, labels = live.batches.at(step)
@@ -214,7 +213,7 @@ class _Group:
             live.active &= torch.isfinite(losses)
             multiplier = linear_warmup_decay(step - 1, total_steps, warmup)
             lr = torch.full((len(live.rows),), recipe.lr * multiplier, device=device)
-            self.grad_norms.append(live.spread(optimizer.step(lr, live.active), k))
+            optimizer.step(lr, live.active)
             loss_log.append(live.spread(losses.detach(), k))
             if step in evals_at:
                 self.evaluate(step, total_steps, n_train, loss_log, state, live, val_set, test_set)
@@ -225,7 +224,6 @@ class _Group:
                     for i in gone:
                         self.dropped_at[i] = step / total_steps
                     live.keep([i for i in live.rows if state.training[i]])
-        self.optimizer = optimizer
         losses_host = torch.stack(loss_log).float().cpu().numpy() if loss_log else np.zeros((0, k))
         wall = time.perf_counter() - started
         eval_tokens = _tokens(val_set) + _tokens(test_set)

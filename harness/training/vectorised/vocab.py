@@ -53,10 +53,9 @@ def vocab_order(model: nn.Module, train_sets: list[Encoded]) -> VocabOrder | Non
         return None  # tied to an output layer, or a buffer shaped like it (a Mixout target): leave it alone
     vocab = weight.shape[0]
     seen = torch.zeros(vocab, dtype=torch.bool)
-    for encoded in train_sets:
-        for feature in encoded.features:
-            seen[torch.tensor(feature["input_ids"], dtype=torch.long)] = True
-        seen[encoded.pad_id] = True  # batches are padded with it
+    ids = [i for encoded in train_sets for feature in encoded.features for i in feature["input_ids"]]
+    seen[torch.tensor(ids, dtype=torch.long)] = True
+    seen[[encoded.pad_id for encoded in train_sets]] = True  # batches are padded with it
     if embedding.padding_idx is not None:
         seen[embedding.padding_idx] = True
     used = int(seen.sum())

@@ -360,6 +360,7 @@ class _InBatch:
     ) -> None:  # fmt: skip
         self.rows, self.optimizer, self.layout, self.stacked = rows, optimizer, layout, stacked
         self.batches, self.seeds = batches, seeds
+        self.index = torch.tensor(rows, device=seeds.device)  # self.rows on the device (spread, every step)
         self.active = torch.ones(len(rows), dtype=torch.bool, device=seeds.device)
         self.bind()
 
@@ -376,7 +377,7 @@ class _InBatch:
         self.optimizer.select(at)
         self.stacked.select(at)
         self.batches = self.batches.select(at)
-        self.seeds, self.active, self.rows = self.seeds[at], self.active[at], rows
+        self.seeds, self.active, self.rows, self.index = self.seeds[at], self.active[at], rows, self.index[at]
         self.bind()
 
     def spread(self, values: torch.Tensor, k: int) -> torch.Tensor:
@@ -384,7 +385,7 @@ class _InBatch:
         if len(self.rows) == k:
             return values
         full = torch.full((k,), math.nan, dtype=values.dtype, device=values.device)
-        full[torch.tensor(self.rows, device=values.device)] = values
+        full[self.index] = values
         return full
 
 

@@ -13,6 +13,7 @@ from matplotlib.collections import LineCollection
 
 from harness.analysis.claims import EFFECT_NAMES
 from harness.report import forest, plots
+from harness.report.summary import summary_rows
 
 NAN = float("nan")
 
@@ -164,6 +165,45 @@ def test_forest_plot_has_a_row_per_claim_and_the_papers_effect_beside_ours(tmp_p
     labels = [t.get_text() for ax in fig.axes if not ax.get_xlabel() for t in ax.get_yticklabels()]
     assert "not testable here\n(no estimate)" in labels and labels.count("reproduced") == 2
     _check_legends(fig)
+
+
+def dodge_frame() -> pd.DataFrame:
+    """Dodge et al.'s one-recipe claims beside a difference of means, in the verdict frame's columns."""
+    rows = [
+        ("init matters as much as order", "variance_share", 0.12, -0.05, 0.31),
+        ("more seeds raise the best score", "expected_max_gain", 3.2, 1.9, 4.4),
+        ("early stopping beats the same budget", "early_stopping_gain", 0.8, -0.3, 1.7),
+        ("mean higher", "mean", 9.3, 7.7, 10.5),
+    ]
+    frame = verdict_frame().iloc[: len(rows)].reset_index(drop=True)
+    return frame.assign(
+        claim=[r[0] for r in rows], statistic=[r[1] for r in rows], effect=[r[2] for r in rows],
+        ci_lo=[r[3] for r in rows], ci_hi=[r[4] for r in rows], paper_effect=NAN, label="inconclusive",
+    )  # fmt: skip
+
+
+def test_a_ratio_axis_labels_its_ticks_below_one():
+    """The paper's spread ratios often sit near 0.2-0.5: that side of the log axis is labelled too."""
+    ticks = [forest._minor_tick(v) for v in (0.2, 0.3, 0.5, 2.0, 4.0, 5.0, 20.0)]
+    assert ticks == ["0.2", "", "0.5", "2", "", "5", "20"]
+
+
+def test_dodge_claims_get_axes_of_their_own_kind(tmp_path, figures):
+    """A variance share or an expected-max gain is not a difference of two recipes' means: each kind has its
+    own panel, its own axis label, and its own units in the summary line."""
+    forest.forest_plot(dodge_frame(), tmp_path / "forest.png")
+    (fig,) = figures
+    panels = {ax.get_xlabel(): [t.get_text() for t in ax.get_yticklabels()] for ax in fig.axes if ax.get_xlabel()}
+    assert len(panels) == 4
+    share = next(label for label in panels if "variance share" in label)
+    assert panels[share] == ["init matters as much as order [cola]"]
+    means = next(label for label in panels if label.startswith("difference of means"))
+    assert panels[means] == ["mean higher [rte]"]
+    share_ax = next(ax for ax in fig.axes if ax.get_xlabel() == share)
+    assert share_ax.get_xlim()[1] - share_ax.get_xlim()[0] < 1.0  # a share's axis, not padded in score points
+    lines = {r[0]: r[3] for r in summary_rows(dodge_frame().assign(b=["", None, None, "y"]))}
+    assert lines["init matters as much as order (x)"] == "+0.12 of the variance [−0.05, 0.31]"  # one arm, no "vs"
+    assert lines["mean higher (x vs y)"] == "+9.3 [7.7, 10.5]"
 
 
 def test_paper_forest_names_each_experiment(tmp_path, figures):

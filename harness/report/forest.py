@@ -1,10 +1,10 @@
 """The forest plot: one row per claim, our effect with its 95% CI beside the paper's printed effect.
 
 One panel per kind of effect (a difference of means, a ratio of stds on a log axis, a difference of
-degenerate rates), since they share no axis; each row names the claim and its task on the left and
-the verdict's label on the right, coloured by label. A CI end beyond the axis (an infinite odds
-bound, a ratio CI reaching 0) is drawn to the edge with an arrow. Input: the verdict frame of
-harness.report.summary (one experiment), or several with an `experiment` column (one paper).
+degenerate rates, a difference of variance shares, Dodge et al.'s gains), since they share no axis; each
+row names the claim and its task on the left and the verdict's label on the right, coloured by label. A CI
+end beyond the axis (an infinite odds bound, a ratio CI reaching 0) is drawn to the edge with an arrow.
+Input: the verdict frame of harness.report.summary (one experiment), or several with an `experiment` column (one paper).
 """
 
 from __future__ import annotations
@@ -64,8 +64,14 @@ def axis_limits(rows: list[dict], kind: EffectKind) -> tuple[float, float]:
         lo, hi = math.log(lo), math.log(hi)
         pad = max(0.08 * (hi - lo), 0.05)
         return math.exp(lo - pad), math.exp(hi + pad)
-    pad = max(0.08 * (hi - lo), 0.5 if kind.scale == 1 else 0.01)
+    pad = max(0.08 * (hi - lo), kind.min_pad)
     return lo - pad, hi + pad
+
+
+def _minor_tick(value: float, _pos: object = None) -> str:
+    """Label the 2s and 5s of a log axis (0.2, 0.5, 2, 5, 20 ...) by their leading digit, so ratios below 1
+    get labels too."""
+    return f"{value:g}" if f"{value:.0e}"[0] in "25" else ""
 
 
 def _panel(ax, rows: list[dict], kind: EffectKind, group_col: str | None) -> None:
@@ -74,7 +80,7 @@ def _panel(ax, rows: list[dict], kind: EffectKind, group_col: str | None) -> Non
     if kind.log:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
+        ax.xaxis.set_minor_formatter(FuncFormatter(_minor_tick))
     ax.set_xlim(lo_lim, hi_lim)
     ax.axvline(kind.null, color="#555555", linestyle="--", linewidth=1, zorder=1)
     for i, row in enumerate(rows):

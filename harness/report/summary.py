@@ -4,7 +4,9 @@ verdict frame.
 The verdict frame (`analysis/verdicts.parquet`, one row per claim) has at least the columns of
 VERDICT_COLUMNS. Effects are read by their kind, from the `effect_kind` column when the frame has one,
 else from the statistic (EFFECT_KINDS): a difference a − b (means, in score points), a ratio a / b (stds)
-or a difference of rates (degenerate rates, stored as fractions, shown in percentage points). `effect`,
+a difference of rates (degenerate rates, stored as fractions, shown in percentage points), a difference of
+variance shares (init − order, fractions of the variance) or a gain in score points (Dodge et al.'s expected
+maximum and early-stopping gains: not a difference of two recipes' means, so not on their axis). `effect`,
 `ci_lo`, `ci_hi` and `paper_effect` are all in that one kind, so ours and the paper's can be drawn on one
 axis; `paper_effect` is NaN where the paper printed no number.
 """
@@ -36,6 +38,7 @@ class EffectKind:
     prefix: str = ""
     digits: int = 1
     signed: bool = True
+    min_pad: float = 0.5  # the least margin around a forest panel's values, in stored units
 
     def text(self, value: object) -> str:
         if is_missing(value):
@@ -52,13 +55,22 @@ class EffectKind:
 KINDS = {
     "difference": EffectKind("difference", 0.0),
     "ratio": EffectKind("ratio", 1.0, log=True, prefix="ratio ", digits=2, signed=False),
-    "rate difference": EffectKind("rate difference", 0.0, scale=100.0, unit=" pp", digits=0),
+    "rate difference": EffectKind("rate difference", 0.0, scale=100.0, unit=" pp", digits=0, min_pad=0.01),
+    "share difference": EffectKind("share difference", 0.0, unit=" of the variance", digits=2, min_pad=0.02),
+    "expected-max gain": EffectKind("expected-max gain", 0.0),
+    "early-stopping gain": EffectKind("early-stopping gain", 0.0),
 }
-EFFECT_KINDS = {"mean": "difference", "std": "ratio", "degenerate_rate": "rate difference"}
+EFFECT_KINDS = {
+    "mean": "difference", "std": "ratio", "degenerate_rate": "rate difference", "variance_share": "share difference",
+    "expected_max_gain": "expected-max gain", "early_stopping_gain": "early-stopping gain",
+}  # fmt: skip
 AXIS_LABELS = {
     "difference": "difference of means a − b (score points)",
     "ratio": "ratio of stds a / b (log scale)",
     "rate difference": "difference of degenerate rates a − b (percentage points)",
+    "share difference": "variance share of the init seed − share of the order seed",
+    "expected-max gain": "E[best of n seeds] − E[best of 1] (score points)",
+    "early-stopping gain": "early stopping − the same budget without it (score points)",
 }
 
 
@@ -96,7 +108,8 @@ def summary_rows(verdicts: pd.DataFrame) -> list[list[str]]:
         kind = kind_of(row)
         paper = "not published" if is_missing(row["paper_effect"]) else kind.text(row["paper_effect"])
         ours = f"{kind.text(row['effect'])} {kind.interval(row['ci_lo'], row['ci_hi'])}".strip()
-        claim = f"{row['claim']} ({row['a']} vs {row['b']})"
+        arms = f"{row['a']} vs {row['b']}" if not is_missing(row["b"]) and row["b"] else str(row["a"])
+        claim = f"{row['claim']} ({arms})"  # a one-recipe claim (Dodge et al.'s) names its one arm
         rows.append([claim, str(row["task"]), paper, ours, f"**{row['label']}**", _why(row)])
     return rows
 

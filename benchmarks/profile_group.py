@@ -116,7 +116,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
     assert Path(harness.__file__).resolve().is_relative_to(Path(args.checkout).resolve()), harness.__file__
     sys.path.insert(1, str(ROOT / "benchmarks"))
-    from bench_vectorised import bench_specs
+    from bench_runs import bench_specs
 
     from harness.training.vectorised.engine import train_group
 

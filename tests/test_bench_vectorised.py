@@ -93,3 +93,16 @@ def test_a_row_whose_workers_computed_in_another_precision_fails(tmp_path: Path)
         assert fair.checked_runs(fair.Row("tf32", 1), tmp_path, 2) is runs
     finally:
         store.load_runs = original
+
+
+@pytest.mark.slow
+def test_the_phase_profile_accounts_for_a_group_run_in_a_child(tiny_model_dir: Path, tiny_glue_dir: Path):
+    """`bench_vectorised.py --profile`: the child imports the workload (bench_runs) and times every phase."""
+    import profile_group
+
+    args = profile_group.parser().parse_args(
+        ["--model", str(tiny_model_dir), "--data-dir", str(tiny_glue_dir), "--runs", "2", "--k", "2", "--steps", "2",
+         "--sample-size", "8", "--eval-size", "16", "--reps", "1"]
+    )  # fmt: skip
+    text = profile_group.profile_table(args)
+    assert "| forward |" in text and "| optimizer (with gradient gather) |" in text and "| **total** |" in text

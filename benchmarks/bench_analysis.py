@@ -36,7 +36,8 @@ TASKS = ("rte", "mrpc", "cola", "stsb")
 SHAPES = {600: (3, 5, 10), 10_000: (10, 10, 25)}  # runs: (recipes, init seeds, order seeds) per task
 EARLY_STOP = (
     "import sys, time; from harness.storage.store import load_runs, load_curves; "
-    "from harness.analysis import early_stopping_table; from harness.analysis.degenerate import fill_finished_nan; "
+    "from harness.analysis import early_stopping_table; "
+    "from harness.analysis.seeds.degenerate import fill_finished_nan; "
     "runs, curves = fill_finished_nan(load_runs(sys.argv[1])), load_curves(sys.argv[1]); t = time.perf_counter(); "
     "early_stopping_table(curves, runs); print(time.perf_counter() - t)"
 )

@@ -1,12 +1,12 @@
 """The exact early-stopping rule as first written (one level of the final score at a time, loops over the tie
-group's composition), kept as an oracle for the table-based implementation in harness/analysis/early_stop.py."""
+group's composition), kept as an oracle for the table-based implementation in harness/analysis/seeds/early_stop.py."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.special import comb
 
-from harness.analysis.early_stop import _level_mean  # unchanged: levels and survival to a mean
+from harness.analysis.seeds.early_stop import _level_mean  # unchanged: levels and survival to a mean
 
 
 def _no_good_in_top(universe: np.ndarray, good: np.ndarray, early: np.ndarray, t: int, p: int) -> float:

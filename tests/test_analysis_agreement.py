@@ -1,4 +1,5 @@
-"""Churn and per-example agreement as analysis tables (harness/analysis/agreement.py), queried like the others."""
+"""Churn and per-example agreement as analysis tables (harness/analysis/predictions/agreement.py), queried like
+the others."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.analysis.agreement import prediction_tables, top_flips
-from harness.analysis.churn import churn, flip_rate, most_flipped, recipe_agreement
+from harness.analysis.predictions.agreement import prediction_tables, top_flips
+from harness.analysis.predictions.churn import churn, flip_rate, most_flipped, recipe_agreement
 
 
 def _frames(rng: np.random.Generator, n_seeds: int = 4, n_examples: int = 30):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.analysis.churn import (
+from harness.analysis.predictions.churn import (
     churn,
     flip_rate,
     mean_churn,

@@ -1,4 +1,4 @@
-"""Verdict records (harness/analysis/claims.py): four computed labels, the gates, Holm over every claim, seeds
+"""Verdict records (harness/analysis/verdicts/claims.py): four computed labels, the gates, Holm over every claim, seeds
 needed for the verdict's own test, early-stopped runs, and the one-recipe statistics of Dodge et al. 2020."""
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from harness.analysis.claims import (
+from harness.analysis.seeds.compare import holm
+from harness.analysis.seeds.degenerate import newcombe_interval
+from harness.analysis.stats.power import fisher_seeds, seeds_for_power, spread_seeds
+from harness.analysis.verdicts.claims import (
     LABELS,
     ClaimVerdict,
     claim_verdicts,
@@ -18,9 +21,6 @@ from harness.analysis.claims import (
     verdicts_frame,
     verdicts_from_frame,
 )
-from harness.analysis.compare import holm
-from harness.analysis.degenerate import newcombe_interval
-from harness.analysis.power import fisher_seeds, seeds_for_power, spread_seeds
 from harness.experiment.paper import parse_paper
 
 
@@ -215,7 +215,7 @@ def test_expected_max_gain_is_the_closed_form_and_tested_against_its_margin():
 
 
 def test_early_stopping_gain_matches_the_simulation_table_and_needs_every_curve():
-    from harness.analysis.early_stop import early_stopping_table
+    from harness.analysis.seeds.early_stop import early_stopping_table
 
     rng = np.random.default_rng(2)
     runs = runs_frame({"grid": np.zeros(30)})
@@ -239,7 +239,7 @@ def test_adaptive_mean_claim_uses_the_sequential_boundary_not_a_fixed_test():
     """Seeds added by a sequential budget (Pocock, looks at 4/8/12/16): data where the fixed-sample one-sided Welch
     test on all 16 seeds gives p < 0.05 but the group-sequential test never crossed its boundary. The old verdict
     called this significant; the claim is inconclusive, and its p is the stage-wise p-value (> alpha)."""
-    from harness.analysis.sequential import sequential_replay
+    from harness.analysis.stats.sequential import sequential_replay
     from harness.experiment.spec import AdaptiveSeeds
 
     policy = AdaptiveSeeds(min=4, max=16, step=4, target="sequential", spending="pocock")

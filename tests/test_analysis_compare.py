@@ -6,8 +6,8 @@ import pytest
 from scipy import stats
 
 from harness.analysis import compare, compare_table, holm, probability_of_improvement
-from harness.analysis.bootstrap import mean_diff
-from harness.analysis.compare import bootstrap_poi, permutation_mean_diff
+from harness.analysis.seeds.compare import bootstrap_poi, permutation_mean_diff
+from harness.analysis.stats.bootstrap import mean_diff
 
 RNG = np.random.default_rng(11)
 A, B = RNG.normal(70, 2, 20), RNG.normal(68, 4, 25)

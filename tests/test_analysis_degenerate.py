@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis import degenerate_rules, is_degenerate, wilson_interval
-from harness.analysis.degenerate import fill_finished_nan, rounding_tolerance, stored_decimals
+from harness.analysis.seeds.degenerate import fill_finished_nan, rounding_tolerance, stored_decimals
 
 
 def _runs(task, metric, scores, maj_val=52.9, maj_test=52.5):

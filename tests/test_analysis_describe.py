@@ -4,7 +4,7 @@ import pytest
 from scipy import stats
 
 from harness.analysis import bootstrap_ci, describe, format_summary, iqm, summarize
-from harness.analysis.bootstrap import mean
+from harness.analysis.stats.bootstrap import mean
 
 
 def test_describe_against_numpy_scipy():

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis import early_stopping_table, simulate_early_stopping
-from harness.analysis.early_stop import exact_rule
+from harness.analysis.seeds.early_stop import exact_rule
 
 
 def _store(final, early, n_evals=10):
@@ -117,7 +117,7 @@ def test_exact_rule_equals_the_first_implementation(seed):
 def test_config_matrices_match_a_pivot_per_configuration():
     """One pass over the curves gives each configuration the matrix a pivot of its own curves gives: its own eval
     indices, the last non-NaN value of a repeated point, a NaN row for a run without a curve, median fractions."""
-    from harness.analysis.early_stop import config_matrices
+    from harness.analysis.seeds.early_stop import config_matrices
 
     rng = np.random.default_rng(3)
     rows = []
@@ -137,7 +137,7 @@ def test_config_matrices_match_a_pivot_per_configuration():
 
 
 def test_configurations_too_large_for_a_table_sum_each_term_to_the_same(monkeypatch):
-    import harness.analysis.early_stop as es
+    import harness.analysis.seeds.early_stop as es
 
     rng = np.random.default_rng(7)
     final, early = np.round(rng.normal(70, 3, 40)), np.round(rng.normal(60, 3, 40))

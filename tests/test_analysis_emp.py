@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis import expected_max, expected_max_table
-from harness.analysis.emp import expected_test
+from harness.analysis.seeds.emp import expected_test
 
 
 @pytest.mark.parametrize("scores", [[3.0, 1.0, 2.0, 5.0], [60.0, 60.0, 70.0], [1.0, 4.0, 4.0, 9.0, 2.0]])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.analysis.power import normal_seeds, seeds_for_power, seeds_needed, welch_power
+from harness.analysis.stats.power import normal_seeds, seeds_for_power, seeds_needed, welch_power
 
 
 @pytest.mark.parametrize(("d", "n"), [(0.2, 394), (0.5, 64), (0.8, 26)])
@@ -73,7 +73,7 @@ def test_one_sided_power_by_simulation_and_the_wrong_side():
 
 
 def test_fisher_power_by_simulation():
-    from harness.analysis.power import fisher_power, fisher_seeds
+    from harness.analysis.stats.power import fisher_power, fisher_seeds
 
     rng = np.random.default_rng(2)
     n, pa, pb = 25, 0.45, 0.1
@@ -86,7 +86,7 @@ def test_fisher_power_by_simulation():
 
 
 def test_spread_seeds_are_those_of_the_t_test_of_the_absolute_deviations():
-    from harness.analysis.power import spread_seeds
+    from harness.analysis.stats.power import spread_seeds
 
     rng = np.random.default_rng(3)
     a, b = rng.normal(0, 1.0, 12), rng.normal(0, 2.0, 12)

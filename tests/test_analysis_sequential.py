@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.analysis.sequential import (
+from harness.analysis.stats.sequential import (
     boundaries,
     ci_width,
     sequential_look,
@@ -17,7 +17,7 @@ from harness.analysis.sequential import (
     stagewise_p,
     welch_z,
 )
-from harness.analysis.verdict import holm_across_claims
+from harness.analysis.verdicts.protocol import holm_across_claims
 
 LOOKS = list(range(5, 51, 5))  # min 5, step 5, max 50: ten looks
 

@@ -1,10 +1,10 @@
-"""One pre-declared one-sided test per claim (harness/analysis/verdict.py), against scipy's `alternative=`."""
+"""One pre-declared one-sided test per claim (harness/analysis/verdicts/protocol.py), against scipy's `alternative=`."""
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from harness.analysis.verdict import ClaimTest, claim_test, holm_across_claims
+from harness.analysis.verdicts.protocol import ClaimTest, claim_test, holm_across_claims
 
 RNG = np.random.default_rng(5)
 A, B = RNG.normal(70, 1.0, 20), RNG.normal(69, 3.0, 25)

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from import_data import run_rows, write_csv, write_runs_csv
 
-from harness.analysis.degenerate import is_degenerate
+from harness.analysis.seeds.degenerate import is_degenerate
 from harness.cli import main, resolve_experiment_dir
 from harness.importer import ImportFileError, ImportOptions, import_runs, imported_run_ids, imported_status
 from harness.storage.store import RUN_COLUMNS, load_curves, load_runs, stored_run_ids

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.analysis.degenerate import degenerate_rules, is_degenerate, rounding_tolerance
-from harness.analysis.emp import expected_max, expected_max_table, expected_test
+from harness.analysis.seeds.degenerate import degenerate_rules, is_degenerate, rounding_tolerance
+from harness.analysis.seeds.emp import expected_max, expected_max_table, expected_test
 from harness.importer import ImportOptions, import_runs
 from harness.storage.store import load_runs
 
@@ -70,7 +70,7 @@ def _stsb_rows() -> list[dict]:
 def test_missing_constant_scores_the_constant_predictor_and_counts_it_degenerate(tmp_path: Path):
     """A constant predictor's Spearman is NaN in a log: --missing constant scores it 0 (the harness's own value)
     and counts it degenerate, as the docs say; --missing diverged leaves it unscored. The verdicts differ."""
-    from harness.analysis.claims import claim_verdicts
+    from harness.analysis.verdicts.claims import claim_verdicts
     from harness.experiment.paper import parse_paper
 
     src = _csv(tmp_path / "runs.csv", _stsb_rows())

@@ -393,7 +393,7 @@ def test_dodge_claims_share_the_verdict_table(tmp_path):
     labels in the same verdict table as every other paper's, from a grid store with curves."""
     import pandas as pd
 
-    from harness.analysis.claims import verdicts_from_frame
+    from harness.analysis.verdicts.claims import verdicts_from_frame
     from harness.experiment.config import load_experiment
 
     spec = load_experiment(Path(__file__).resolve().parents[1] / "experiments/dodge2020/seeds_grid.toml", scale="cpu")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.analysis.churn import mean_churn
-from harness.analysis.power import seeds_for_power
+from harness.analysis.predictions.churn import mean_churn
+from harness.analysis.stats.power import seeds_for_power
 from harness.experiment import data as D
 from harness.experiment.config import parse_experiment
 from harness.experiment.seed_budget import BUDGET_FILE

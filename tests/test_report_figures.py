@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from matplotlib.collections import LineCollection
 
-from harness.analysis.claims import EFFECT_NAMES
+from harness.analysis.verdicts.claims import EFFECT_NAMES
 from harness.report import forest, plots
 from harness.report.summary import summary_rows
 
@@ -139,7 +139,7 @@ def verdict_frame() -> pd.DataFrame:
     cols = ["claim", "task", "statistic", "effect", "ci_lo", "ci_hi", "paper_effect", "label", "reason", "seeds_needed"]
     frame = pd.DataFrame(rows, columns=cols)
     frame = frame.assign(a="x", b="y", direction="greater", test="welch_t", n_a=25, n_b=25, p_holm=0.5)
-    # the rest of harness.analysis.claims.ClaimVerdict, so the frame also renders as the verdict table
+    # the rest of harness.analysis.verdicts.claims.ClaimVerdict, so the frame also renders as the verdict table
     return frame.assign(
         n_stopped_excluded=0, effect_name=frame["statistic"].map(EFFECT_NAMES).fillna("mean_diff"), p_one_sided=0.5,
         alpha=0.05, caveats=[[] for _ in range(len(frame))], where="", detail="", family_size=len(frame),

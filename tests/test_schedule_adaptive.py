@@ -85,7 +85,7 @@ def test_budget_tests_each_mean_claim_at_its_holm_share_and_the_verdict_replays_
     """One alpha: the budget settles a mean claim one-sided at alpha / m (m claims in the Holm family), and the
     claim's verdict replays that group-sequential test to the same look instead of a fixed-sample test."""
     from harness.analysis.budget import budget_pairs
-    from harness.analysis.claims import claim_verdicts
+    from harness.analysis.verdicts.claims import claim_verdicts
     from harness.experiment.paper import parse_paper
 
     claims = [{"claim": "big wins", "task": "rte", "a": "big", "b": "base"},

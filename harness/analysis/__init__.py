@@ -1,20 +1,20 @@
 """Analysis layer: pure functions over arrays and DataFrames read from the store (never imports torch)."""
 
-from harness.analysis.aso import AsoResult, aso, violation_ratio
-from harness.analysis.bootstrap import Interval, bootstrap_ci
-from harness.analysis.compare import Comparison, compare, compare_table, holm, probability_of_improvement
-from harness.analysis.decomposition import Decomposition, decompose_grid, variance_decomposition
-from harness.analysis.degenerate import (
+from harness.analysis.pipeline import analyze_experiment, analyze_runs, load_or_analyze
+from harness.analysis.seeds.compare import Comparison, compare, compare_table, holm, probability_of_improvement
+from harness.analysis.seeds.decomposition import Decomposition, decompose_grid, variance_decomposition
+from harness.analysis.seeds.degenerate import (
     DegenerateRule,
     degenerate_rule,
     degenerate_rules,
     is_degenerate,
     wilson_interval,
 )
-from harness.analysis.describe import Description, describe, iqm, summarize
-from harness.analysis.early_stop import EarlyStopResult, early_stopping_table, simulate_early_stopping
-from harness.analysis.emp import expected_max, expected_max_table
-from harness.analysis.pipeline import analyze_experiment, analyze_runs, load_or_analyze
+from harness.analysis.seeds.describe import Description, describe, iqm, summarize
+from harness.analysis.seeds.early_stop import EarlyStopResult, early_stopping_table, simulate_early_stopping
+from harness.analysis.seeds.emp import expected_max, expected_max_table
+from harness.analysis.stats.aso import AsoResult, aso, violation_ratio
+from harness.analysis.stats.bootstrap import Interval, bootstrap_ci
 from harness.analysis.terminal import format_claims, format_summary
 
 __all__ = [

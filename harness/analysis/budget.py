@@ -2,14 +2,14 @@
 
 `ci_width<=W` stops a configuration once the 95% t interval of its mean score is at most W wide.
 `sequential` stops the configurations of a pair once its group-sequential Welch test is settled
-(harness/analysis/sequential.py: Lan-DeMets alpha spending keeps the error rate at alpha over all
+(harness/analysis/stats/sequential.py: Lan-DeMets alpha spending keeps the error rate at alpha over all
 looks); a configuration keeps getting seeds while any pair it belongs to is open. Every rule stops
 at the budget's maximum.
 
 One alpha everywhere: a [paper] claim on means is tested one-sided, in its direction, at alpha / m, its
 Bonferroni share of the Holm family of the m claims of the experiment, so a claim the budget settles is
 significant in the verdict too (Holm's adjusted p <= m p <= alpha), and the verdict replays exactly this test
-(harness/analysis/claims.py). Claims on spreads and degenerate rates do not drive the budget; their verdicts
+(harness/analysis/verdicts/claims.py). Claims on spreads and degenerate rates do not drive the budget; their verdicts
 say so. Without claims, each recipe is tested against the first, two-sided at alpha.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.analysis.sequential import ci_width, sequential_look
+from harness.analysis.stats.sequential import ci_width, sequential_look
 from harness.experiment.paper import parse_paper
 from harness.experiment.spec import AdaptiveSeeds
 

@@ -12,14 +12,14 @@ from typing import Any
 import pandas as pd
 
 from harness.analysis import inputs
-from harness.analysis.agreement import prediction_tables, task_context
-from harness.analysis.claims import claim_verdicts, verdicts_frame
-from harness.analysis.compare import compare_table
-from harness.analysis.decomposition import variance_decomposition
-from harness.analysis.degenerate import degenerate_rules, fill_finished_nan
-from harness.analysis.describe import COUNTED_STATUSES, summarize
-from harness.analysis.early_stop import early_stopping_table
-from harness.analysis.emp import expected_max_table
+from harness.analysis.predictions.agreement import prediction_tables, task_context
+from harness.analysis.seeds.compare import compare_table
+from harness.analysis.seeds.decomposition import variance_decomposition
+from harness.analysis.seeds.degenerate import degenerate_rules, fill_finished_nan
+from harness.analysis.seeds.describe import COUNTED_STATUSES, summarize
+from harness.analysis.seeds.early_stop import early_stopping_table
+from harness.analysis.seeds.emp import expected_max_table
+from harness.analysis.verdicts.claims import claim_verdicts, verdicts_frame
 from harness.experiment.paper import parse_paper
 from harness.experiment.spec import AdaptiveSeeds
 from harness.storage.safe_files import real_folder
@@ -43,7 +43,7 @@ def analyze_runs(
 ) -> dict[str, pd.DataFrame]:
     """All analysis tables from in-memory frames (no I/O). `paper`: the experiment's [paper] section, whose
     claims get a verdict each (`verdicts`, empty without claims); `adaptive`: its adaptive seed budget; the churn
-    tables when `predictions` are given (labels, regression: harness.analysis.agreement.task_context)."""
+    tables when `predictions` are given (labels, regression: harness.analysis.predictions.agreement.task_context)."""
     raw = runs
     runs = fill_finished_nan(runs)  # one meaning of a finished run's NaN metric in every table
     out = {

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis.degenerate import constant_predictor_score
+from harness.analysis.seeds.degenerate import constant_predictor_score
 from harness.experiment.spec import Recipe
 from harness.experiment.tasks import TASKS
 from harness.importer.files import ImportFileError, row_label

@@ -18,11 +18,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from harness.analysis.agreement import CHURN_STATUSES, eval_examples, run_spec, top_flips
-from harness.analysis.churn import label_text
-from harness.analysis.claims import TEST_NAMES, ClaimVerdict
-from harness.analysis.describe import COUNTED_STATUSES
-from harness.analysis.power import seeds_needed
+from harness.analysis.predictions.agreement import CHURN_STATUSES, eval_examples, run_spec, top_flips
+from harness.analysis.predictions.churn import label_text
+from harness.analysis.seeds.describe import COUNTED_STATUSES
+from harness.analysis.stats.power import seeds_needed
+from harness.analysis.verdicts.claims import TEST_NAMES, ClaimVerdict
 from harness.experiment import data as D
 from harness.experiment.seed_budget import load_budget
 from harness.report.tables import ci, md_table, num, pct, pval
@@ -62,7 +62,7 @@ def churn_section(
     data_dir: str | None = None,
 ) -> list[str]:
     """Markdown (and one PNG per task) from the analysis tables churn, per_example and recipe_agreement
-    (harness/analysis/agreement.py); example texts from the task data."""
+    (harness/analysis/predictions/agreement.py); example texts from the task data."""
     md = ["## Prediction churn between seeds", ""]
     if not part_stats(exp_dir, "predictions"):
         return [*md, "No per-example predictions stored (runs recorded before predictions were kept).", ""]
@@ -191,7 +191,8 @@ def seeds_needed_section(
             "Seeds per arm at which the claim's own test, one-sided at its Holm level (α / (m − r + 1) for the claim "
             "ranked r of m), would have 80% power if the observed effect and spreads were the true ones (Welch t: "
             "noncentral t; Brown-Forsythe/Levene: the t test of the absolute deviations; Fisher: exact binomial "
-            "sum; harness/analysis/power.py). Early-stopped runs are left out. A planning number for the next study."
+            "sum; harness/analysis/stats/power.py). Early-stopped runs are left out. "
+            "A planning number for the next study."
         )
         return ["## Seeds needed", "", *lines, "", note, ""]
     counted = runs[runs["status"].astype(str).isin(COUNTED_STATUSES)]
@@ -224,7 +225,7 @@ def seeds_needed_section(
         *lines,
         "",
         "Seeds per recipe for which a two-sided Welch t test at 0.05 would have 80% power if the observed "
-        "difference and spreads were the true ones (noncentral t; harness/analysis/power.py; early-stopped runs "
+        "difference and spreads were the true ones (noncentral t; harness/analysis/stats/power.py; early-stopped runs "
         "left out). A planning number for the next study: it uses this study's estimates, so it is itself uncertain.",
         "",
     ]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis import degenerate_rules, expected_max_table, is_degenerate, summarize
-from harness.analysis.compare import holm_by_method
-from harness.analysis.describe import COUNTED_STATUSES
+from harness.analysis.seeds.compare import holm_by_method
+from harness.analysis.seeds.describe import COUNTED_STATUSES
 from harness.experiment.spec import ExperimentSpec
 from harness.report import plots
 from harness.report.experiment import pair_rows, write_markdown_report

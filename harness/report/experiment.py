@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import analyze_experiment, compare, is_degenerate
-from harness.analysis.claims import ClaimVerdict, verdicts_from_frame
-from harness.analysis.degenerate import fill_finished_nan
 from harness.analysis.pipeline import load_scoped
+from harness.analysis.seeds.degenerate import fill_finished_nan
+from harness.analysis.verdicts.claims import ClaimVerdict, verdicts_from_frame
 from harness.experiment.spec import ExperimentSpec
 from harness.report import churn as churn_report
 from harness.report import layout, plots, sections
@@ -50,7 +50,8 @@ from harness.storage.store import load_predictions
 
 REPORT_DIR = "report"
 VERDICT_NOTE = (
-    "How a verdict is made (harness/analysis/claims.py; docs/reports.md): each claim has one pre-declared test, "
+    "How a verdict is made (harness/analysis/verdicts/claims.py; docs/reports.md): each claim has one "
+    "pre-declared test, "
     "one-sided in the claimed direction (Welch t for means; Brown-Forsythe or Levene, the t test of the absolute "
     "deviations, for spreads; Fisher exact for degenerate rates; bootstrap tests for Dodge et al.'s one-recipe "
     "statistics), Holm-adjusted across all the claims (an untestable claim counts as p = 1). Labels, checked in "
@@ -176,7 +177,7 @@ def write_report(
     if baseline is None:
         if all(recipes[0] in found for found in per_task):
             baseline = recipes[0]  # the experiment's first declared recipe, not the first run id on disk
-        # else: each task against its own first recipe (harness.analysis.compare.compare_recipes)
+        # else: each task against its own first recipe (harness.analysis.seeds.compare.compare_recipes)
     elif baseline not in recipes:
         raise ReportError(f"baseline recipe {baseline!r} has no stored runs; recipes: {', '.join(recipes)}")
     runs = order_runs(runs, spec)

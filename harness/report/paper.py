@@ -1,6 +1,6 @@
 """The `[paper]` section in a report: the paper's table beside ours, and the verdict records rendered.
 
-Parsing lives in harness/experiment/paper.py and every verdict is computed in harness/analysis/claims.py
+Parsing lives in harness/experiment/paper.py and every verdict is computed in harness/analysis/verdicts/claims.py
 (`ClaimVerdict` records, also written as analysis/verdicts.parquet); this module only formats them.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from harness.analysis.claims import TEST_NAMES, ClaimVerdict, format_effect, format_interval
+from harness.analysis.verdicts.claims import TEST_NAMES, ClaimVerdict, format_effect, format_interval
 from harness.experiment.paper import Claim, PaperCell, PaperError, PaperReference, parse_paper
 from harness.report.tables import DASH, is_missing, md_table, num, pct, pval
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import comb
 
-from harness.analysis.describe import config_groups
+from harness.analysis.seeds.describe import config_groups
 
 SIM_STATUSES = ("done", "diverged")
 

@@ -1,8 +1,8 @@
 """The learnability gate of a verdict: can this model, at this setting, test the claim at all?
 
-A claim is "not testable here" (harness/analysis/claims.py) when:
+A claim is "not testable here" (harness/analysis/verdicts/claims.py) when:
 - an arm sits at the constant predictor: more than half of its counted runs are degenerate (at or below the
-  constant predictor's score, harness/analysis/degenerate.py), or its mean score is within LEARNABLE_MARGIN
+  constant predictor's score, harness/analysis/seeds/degenerate.py), or its mean score is within LEARNABLE_MARGIN
   points of that score (or below it). A mean or spread claim needs both arms to learn; a degenerate-rate claim
   is about one arm collapsing, so it is gated only when both arms sit at the constant predictor (the model does
   not learn the task under either recipe, so the rates say nothing about the recipes);

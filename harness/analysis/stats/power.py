@@ -8,7 +8,7 @@ to (z_{1-alpha} one-sided). `alternative` is "two-sided" (the exploratory tables
 ("greater": a above b, "less"), as in the one-sided verdict test.
 
 Spreads (Brown-Forsythe / Levene): for two groups the test is the t test of the absolute deviations
-|x - centre| (harness/analysis/verdict.py), so its power is that t test's on the observed deviations.
+|x - centre| (harness/analysis/verdicts/protocol.py), so its power is that t test's on the observed deviations.
 Degenerate rates (Fisher's exact test): the power at n per arm is summed exactly over both binomial counts.
 
 The "observed effect" is the sample effect, so this is a planning number for the next study, not

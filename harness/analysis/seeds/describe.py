@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness.analysis.bootstrap import bootstrap_ci, mean, std
-from harness.analysis.degenerate import degenerate_rule, is_degenerate, majority_baseline, wilson_interval
+from harness.analysis.seeds.degenerate import degenerate_rule, is_degenerate, majority_baseline, wilson_interval
+from harness.analysis.stats.bootstrap import bootstrap_ci, mean, std
 
 COUNTED_STATUSES = ("done", "diverged")  # the runs behind the statistics of finished runs
 STOPPED_STATUS = "stopped"

@@ -8,7 +8,7 @@ and are left out of Holm's family.
 Families: the comparison tables are exploratory and keep every test, two-sided. Holm's family is one
 method across the pairs of a table (e.g. every Welch test of the table), so a Welch test never shares
 a family with a Levene or Fisher test of another question; `family` names it. A verdict on a paper's
-claim does not read these: it runs one pre-declared one-sided test per claim (see verdict.py).
+claim does not read these: it runs one pre-declared one-sided test per claim (see verdicts/protocol.py).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import pandas as pd
 from joblib import Parallel, delayed
 from scipy import stats
 
-from harness.analysis.aso import aso
-from harness.analysis.bootstrap import NAN_INTERVAL, bootstrap_ci, mean_diff, std_ratio
-from harness.analysis.degenerate import is_degenerate
-from harness.analysis.describe import COUNTED_STATUSES
+from harness.analysis.seeds.degenerate import is_degenerate
+from harness.analysis.seeds.describe import COUNTED_STATUSES
+from harness.analysis.stats.aso import aso
+from harness.analysis.stats.bootstrap import NAN_INTERVAL, bootstrap_ci, mean_diff, std_ratio
 
 NAN = float("nan")
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from harness.analysis.compare import _quiet, holm, permutation_mean_diff
+from harness.analysis.seeds.compare import _quiet, holm, permutation_mean_diff
 
 DEFAULT_TEST = {"mean": "welch_t", "std": "brown_forsythe", "degenerate_rate": "fisher_exact_degenerate"}
 ALLOWED_TESTS = {

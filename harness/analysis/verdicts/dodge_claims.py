@@ -1,15 +1,15 @@
 """Dodge et al. 2020's claims as statistics of one configuration, each with a bootstrap CI and a one-sided test.
 
 - `variance_share`: share of the score variance from the weight-init seed minus the share from the data-order
-  seed (harness/analysis/decomposition.py), over the NON-degenerate runs of an init x order grid (a collapsed
+  seed (harness/analysis/seeds/decomposition.py), over the NON-degenerate runs of an init x order grid (a collapsed
   run is a failure, not variance of a working model). CI and p from the two-way ("pigeonhole") bootstrap that
   resamples init levels and order levels independently (Owen 2007), the resampling that respects a crossed
   design.
 - `expected_max_gain`: E[best of n seeds] - E[best of 1 seed] (= the mean) of the validation score the
-  experiment reports (harness/analysis/emp.py: diverged runs at their degenerate value); bootstrap over runs.
+  experiment reports (harness/analysis/seeds/emp.py: diverged runs at their degenerate value); bootstrap over runs.
 - `early_stopping_gain`: E[best final score | start t, stop all at fraction f, train the best p to the end]
   minus E[best of floor(t f + p (1 - f)) seeds trained fully], the budget-matched alternative
-  (harness/analysis/early_stop.py, exact over subsets). Its CI and p: bootstrap over runs (their curves), each
+  (harness/analysis/seeds/early_stop.py, exact over subsets). Its CI and p: bootstrap over runs (their curves), each
   resample evaluated by MC_DRAWS Monte Carlo draws of t seeds without replacement, the alternative's seeds the
   first of the same draw (paired); the Monte Carlo error only widens the interval.
 
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.analysis.decomposition import complete_grid, decompose_grid
-from harness.analysis.early_stop import _final_and_early, config_matrices, exact_rule
-from harness.analysis.emp import _scores, max_weights, reported_val_column
+from harness.analysis.seeds.decomposition import complete_grid, decompose_grid
+from harness.analysis.seeds.early_stop import _final_and_early, config_matrices, exact_rule
+from harness.analysis.seeds.emp import _scores, max_weights, reported_val_column
 
 NAN = float("nan")
 MC_DRAWS = 400

@@ -2,7 +2,7 @@
 
 Per task: the reported split (test when a run of the task recorded it, else val), the runs that finished
 (done, or stopped with their checkpoint) with predictions on it, and one (seeds x examples) matrix per recipe
-with at least two seeds (harness/analysis/churn.py has the statistics). Three tables:
+with at least two seeds (harness/analysis/predictions/churn.py has the statistics). Three tables:
 
 - churn: one row per task x recipe: mean pairwise churn with its jackknife CI, and with gold labels the
   examples every seed gets right, every seed gets wrong, or that split the seeds;
@@ -22,7 +22,7 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
-from harness.analysis.churn import (
+from harness.analysis.predictions.churn import (
     churn,
     flip_rate,
     label_text,

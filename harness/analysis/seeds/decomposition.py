@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness.analysis.describe import COUNTED_STATUSES, config_groups, used_note
+from harness.analysis.seeds.describe import COUNTED_STATUSES, config_groups, used_note
 
 
 @dataclass(frozen=True)

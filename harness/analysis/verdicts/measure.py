@@ -1,10 +1,10 @@
-"""What one claim's data say before Holm and labelling (harness/analysis/claims.py labels them).
+"""What one claim's data say before Holm and labelling (harness/analysis/verdicts/claims.py labels them).
 
 Two-recipe claims (mean, std, degenerate rate): the counted runs of each arm (early-stopped ones counted apart),
 the learnability gates, the claim's one-sided test (or, after a sequential adaptive budget, the replay of its
 group-sequential test and the stage-wise p-value), the effect with its 95% CI (from the comparison table when
 it has the pair), the caveats, and what the seeds-needed calculation needs. One-recipe claims (Dodge et al.):
-the gate and the statistic of harness/analysis/claim_stats.py.
+the gate and the statistic of harness/analysis/verdicts/dodge_claims.py.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis import claim_stats
-from harness.analysis.compare import compare
-from harness.analysis.degenerate import newcombe_interval
-from harness.analysis.describe import COUNTED_STATUSES, STOPPED_STATUS
-from harness.analysis.learnability import arm_check, gate_two_arms, selection_confound
-from harness.analysis.sequential import sequential_replay
-from harness.analysis.verdict import claim_test
+from harness.analysis.seeds.compare import compare
+from harness.analysis.seeds.degenerate import newcombe_interval
+from harness.analysis.seeds.describe import COUNTED_STATUSES, STOPPED_STATUS
+from harness.analysis.stats.sequential import sequential_replay
+from harness.analysis.verdicts import dodge_claims
+from harness.analysis.verdicts.learnability import arm_check, gate_two_arms, selection_confound
+from harness.analysis.verdicts.protocol import claim_test
 from harness.experiment.paper import Claim, PaperReference
 from harness.experiment.spec import AdaptiveSeeds
 
@@ -250,11 +250,11 @@ def measure_one(
     deg = per_run.degenerate.loc[rows.index].to_numpy(bool)
     gate = arm_check(claim.a, _scores(rows), deg, per_run.bars.loc[rows.index].to_numpy(float)).failure()
     if claim.statistic == "variance_share":
-        res = claim_stats.variance_share(rows, deg, claim.direction, claim.margin, n_boot, seed)
+        res = dodge_claims.variance_share(rows, deg, claim.direction, claim.margin, n_boot, seed)
     elif claim.statistic == "expected_max_gain":
-        res = claim_stats.expected_max_gain(rows, claim.n, claim.direction, claim.margin, n_boot, seed)
+        res = dodge_claims.expected_max_gain(rows, claim.n, claim.direction, claim.margin, n_boot, seed)
     else:
-        res = claim_stats.early_stopping_gain(
+        res = dodge_claims.early_stopping_gain(
             curves if curves is not None else pd.DataFrame(columns=["run_id", "eval_index", "val_metric", "fraction"]),
             rows_all, claim.n_start, claim.fraction, claim.keep, claim.direction, claim.margin,
             n_boot=min(n_boot, 200), seed=seed,

@@ -2,7 +2,7 @@
 
 Every claim of an experiment's `[paper]` section (harness/experiment/paper.py) gets exactly one label:
 
-- "not testable here": a learnability gate fails (harness/analysis/learnability.py: an arm at the constant
+- "not testable here": a learnability gate fails (harness/analysis/verdicts/learnability.py: an arm at the constant
   predictor, no degenerate run in either arm of a rate claim, asymmetric checkpoint selection on the scored
   split), or the claim's data are missing (a recipe not run, fewer than two scored runs a side, no init x
   order grid, no curves). Checked first.
@@ -19,7 +19,7 @@ direction reproduces it even when its size differs from the paper's (a caveat th
 Holm's family is every claim: an untestable claim counts as p = 1. Its Holm level, for the seeds needed, is
 alpha / (m - r + 1) for the claim ranked r among the m p-values. One alpha everywhere: 0.05, or the adaptive
 budget's `alpha` when the seeds were added by a sequential budget, whose mean claims are then judged by
-replaying its group-sequential test (stage-wise p-value, harness/analysis/sequential.py) instead of a
+replaying its group-sequential test (stage-wise p-value, harness/analysis/stats/sequential.py) instead of a
 fixed-sample test after data-dependent stopping.
 
 Counting: the runs behind a verdict are the counted ones (done and diverged); early-stopped runs are left out,
@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis.claim_measure import Measured, PerRun, finished_nan, measure_one, measure_pair
-from harness.analysis.compare import holm
-from harness.analysis.degenerate import degenerate_value, fill_finished_nan, is_degenerate
-from harness.analysis.power import fisher_seeds, seeds_for_power, spread_seeds
+from harness.analysis.seeds.compare import holm
+from harness.analysis.seeds.degenerate import degenerate_value, fill_finished_nan, is_degenerate
+from harness.analysis.stats.power import fisher_seeds, seeds_for_power, spread_seeds
+from harness.analysis.verdicts.measure import Measured, PerRun, finished_nan, measure_one, measure_pair
 from harness.experiment.paper import Claim, PaperReference
 from harness.experiment.spec import AdaptiveSeeds
 

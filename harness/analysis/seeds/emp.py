@@ -26,8 +26,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from harness.analysis.degenerate import degenerate_value
-from harness.analysis.describe import COUNTED_STATUSES, config_groups, used_note
+from harness.analysis.seeds.degenerate import degenerate_value
+from harness.analysis.seeds.describe import COUNTED_STATUSES, config_groups, used_note
 
 EMP_COLUMNS = ["n", "emp", "emp_std", "band_lo", "band_hi"]
 DEFAULT_N_MAX = 200  # beyond this the curve is flat for any realistic N, and the weights are n_max x N

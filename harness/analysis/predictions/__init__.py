@@ -1,0 +1,1 @@
+"""Per-example analysis across seeds: prediction churn and agreement."""

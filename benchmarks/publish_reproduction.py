@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.report.folder import MANIFEST  # noqa: E402
-from harness.report.provenance import code_state, provenances, repo_path, specs  # noqa: E402  (after the path set-up)
+from harness.report.provenance import code_state, model_description, provenances, repo_path, specs  # noqa: E402  (after the path set-up)
 from harness.report.regenerate import Regenerate, regenerate  # noqa: E402
 from harness.report.tables import md_table  # noqa: E402
 from harness.storage.scope import read_meta, recorded_data_dir, recorded_run_ids  # noqa: E402
@@ -98,7 +98,7 @@ def header(
         regenerate_line(regen, name, args.scale, args.include),
         f"Scale `{args.scale}`: tasks {tasks}; {', '.join(map(str, sizes)) or 'all'} training examples; "
         f"max length {spec.get('max_seq_length', '?')}; {seeds_per_arm(runs)} seeds per arm.",
-        f"Model: {args.model_note or runs['model'].iloc[0]}.",
+        f"Model: {args.model_note or model_description(runs)}.",
         f"Code: {code_state(runs)}.",
         f"Wall time: {wall_of(args.log, runs, planned)}.",
         f"Machine: {machine_of(runs)}.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -48,6 +49,15 @@ def test_machine_names_the_gpu_or_the_cpu_threads():
     cpu = {"device": "cpu", "device_name": "x86_64", "threads": 1, "torch": "2.13.0+cpu", "transformers": "5"}
     assert publish.machine_of(_runs(cpu)).startswith("x86_64 CPU, 1 thread(s) per run")
     assert publish.seeds_per_arm(_runs(cpu)) == "1-2"
+
+
+def test_the_model_line_names_the_model_not_the_spec_keyword(tmp_path: Path):
+    args = argparse.Namespace(scale="testable", include=None, model_note=None, log=None)
+    runs = _runs({}).assign(model="packaged", sample_size=500, spec=json.dumps({"max_seq_length": 64}))
+    head = publish.header(args, runs, "x", None, "elsewhere")
+    assert "> - Model: all-MiniLM-L6-v2 (packaged)." in head
+    elsewhere = runs.assign(model=str(tmp_path / "my-model"))
+    assert str(tmp_path) not in publish.header(args, elsewhere, "x", None, "elsewhere")
 
 
 TOML = """

@@ -75,6 +75,24 @@ def test_a_panel_without_far_degenerate_seeds_is_one_axis(tmp_path, figures):
     assert lo <= runs["score"].min() and runs["score"].max() <= hi
 
 
+def _legend_labels(fig) -> list[str]:
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
+def test_the_strip_legend_explains_only_what_is_drawn(tmp_path, figures):
+    """No × and a baseline below the axis: the legend names neither (the survey's seeds.png named both)."""
+    runs = pd.DataFrame({"task": "sst2", "recipe": "a", "metric": "accuracy", "status": "done",
+                         "score": [78.0, 79.5, 80.1, 76.2]})  # fmt: skip
+    plots.seed_distributions(runs, pd.Series(False, index=runs.index), {"sst2": 51.0}, {"a": "#000"}, tmp_path / "a")
+    runs, degenerate, base = mosbach_rte_like()
+    plots.seed_distributions(
+        runs, degenerate, base, plots.group_colors(["default", "mixout", "mosbach"]), tmp_path / "b"
+    )
+    clean, collapsed = figures
+    assert _legend_labels(clean) == ["one seed"]
+    assert _legend_labels(collapsed) == ["one seed", "degenerate seed", "degenerate at or below"]
+
+
 def grid_runs(n: int = 100, degenerate_n: int = 6, evals: int = 10) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     rng = np.random.default_rng(1)
     runs, curves = [], []

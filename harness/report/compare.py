@@ -182,5 +182,5 @@ def _seed_panels(runs_a, runs_b, deg_a, deg_b, configs, labels, colors, lines, p
         panel = plots.strip_box(ax, groups, lines.get(str(rows["task"].iloc[0])))
         panel[0].set_title(key)
         panel[0].set_ylabel(plots.metric_label(rows["metric"].iloc[0]))
-    plots.strip_box_legend(fig, bool(lines), f"degenerate at or below ({labels[0]}'s rule)")
+    plots.strip_box_legend(fig, f"degenerate at or below ({labels[0]}'s rule)")
     return plots.save_figure(fig, path)

@@ -37,6 +37,7 @@ DPI = 130
 PANEL_W, PANEL_H = 3.6, 3.2
 MAX_COLS = 4
 MIN_W = 5.6  # inches: room for a one-line legend under a single panel
+DEGENERATE_MARK, BASELINE_MARK = "degenerate-seeds", "degenerate-baseline"  # gids the legend looks for
 
 plt.rcParams.update(
     {
@@ -122,7 +123,9 @@ def _draw_groups(ax, groups: Sequence[Group], seed: int) -> None:
         )
         jitter = rng.uniform(-0.18, 0.18, x.size)
         ax.scatter(i + jitter[~deg], x[~deg], s=16, color=g.color, alpha=0.85, zorder=3, linewidths=0)
-        ax.scatter(i + jitter[deg], x[deg], s=28, color=g.color, marker="x", zorder=3, linewidths=1.4)
+        if deg.any():
+            ax.scatter(i + jitter[deg], x[deg], s=28, color=g.color, marker="x", zorder=3, linewidths=1.4,
+                       gid=DEGENERATE_MARK)  # fmt: skip
     ax.grid(axis="y", alpha=0.3)
 
 
@@ -161,7 +164,7 @@ def strip_box(ax, groups: Sequence[Group], baseline: float | None, seed: int = 0
     for part in panel:
         lo, hi = part.get_ylim()
         if baseline is not None and np.isfinite(baseline) and lo <= baseline <= hi:
-            part.axhline(baseline, color="#555555", linestyle="--", linewidth=1, zorder=1)
+            part.axhline(baseline, color="#555555", linestyle="--", linewidth=1, zorder=1, gid=BASELINE_MARK)
     labels = []
     for g in groups:
         n_div = int(np.isnan(g.scores).sum())
@@ -186,12 +189,14 @@ def focus_limits(groups: Sequence[Group], gap: float = 1.5) -> tuple[float, floa
     return float(good.min() - 0.25 * spread), float(good.max() + 0.1 * spread)
 
 
-def strip_box_legend(fig, has_baseline: bool, baseline_label: str) -> None:
-    handles = [
-        Line2D([], [], marker="o", linestyle="", color="#444444", label="one seed"),
-        Line2D([], [], marker="x", linestyle="", color="#444444", label="degenerate seed"),
-    ]
-    if has_baseline:
+def strip_box_legend(fig, baseline_label: str) -> None:
+    """A legend of what the strip plots of `fig` draw: the × and the dashed baseline only where some panel has
+    one (a baseline below every panel's range is not drawn, so it is not explained either)."""
+    drawn = {artist.get_gid() for ax in fig.axes for artist in (*ax.lines, *ax.collections)}
+    handles = [Line2D([], [], marker="o", linestyle="", color="#444444", label="one seed")]
+    if DEGENERATE_MARK in drawn:
+        handles.append(Line2D([], [], marker="x", linestyle="", color="#444444", label="degenerate seed"))
+    if BASELINE_MARK in drawn:
         handles.append(Line2D([], [], linestyle="--", color="#555555", label=baseline_label))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
 
@@ -210,7 +215,6 @@ def seed_distributions(
     if not tasks:
         return None
     fig, axes = _grid(len(tasks))
-    any_base = False
     for ax, task in zip(axes, tasks, strict=True):
         rows = counted[counted["task"].astype(str) == task]
         groups = []
@@ -224,12 +228,10 @@ def seed_distributions(
                     colors.get(recipe, "#444444"),
                 )
             )
-        base = lines.get(task)
-        any_base |= base is not None
-        panel = strip_box(ax, groups, base)
+        panel = strip_box(ax, groups, lines.get(task))
         panel[0].set_title(task)
         panel[0].set_ylabel(f"{metric_label(rows['metric'].iloc[0])}\n{score_label}")
-    strip_box_legend(fig, any_base, "degenerate at or below")
+    strip_box_legend(fig, "degenerate at or below")
     return save_figure(fig, path)
 
 

@@ -77,7 +77,7 @@ def model_description(runs: pd.DataFrame) -> str:
     parts = []
     layers = [s.get("model_layers") for s in specs(runs)]
     for model in dict.fromkeys(runs["model"].astype(str)):
-        name = "all-MiniLM-L6-v2 (packaged)" if is_packaged(model) else model
+        name = "all-MiniLM-L6-v2 (packaged)" if is_packaged(model) else repo_path(model)
         kept = {lay for lay, m in zip(layers, runs["model"].astype(str), strict=True) if m == model and lay}
         if kept:
             name += f", first {'/'.join(str(k) for k in sorted(kept))} layers"

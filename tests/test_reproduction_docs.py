@@ -1,7 +1,8 @@
 """The committed reproduction reports stay regenerable and the experiment files say what they run: each
 report's header names an experiment file and a scale that exist, every paper file keeps a GPU scale and
 declares the paper's setting, a recipe's name never states another re-init depth than it runs, and a
-description never names a task or a cloze/TAPT arm its scale does not run."""
+description never names a task or a cloze/TAPT arm its scale does not run; a report's Files table and its
+checkpoint caveat say what is there."""
 
 from __future__ import annotations
 
@@ -138,3 +139,17 @@ def test_the_readmes_verdict_tables_are_the_reports_own():
 def test_no_report_names_a_path_of_the_machine_that_ran_it(report: Path):
     text = report.read_text()
     assert "/work/" not in text and "/tmp/" not in text and "/home/" not in text, report
+
+
+@pytest.mark.parametrize("report", REPORTS, ids=_id)
+def test_each_reports_files_table_lists_exactly_the_committed_files(report: Path):
+    files = report.read_text().partition("\n## Files\n")[2]
+    listed = set(re.findall(r"^\| `([^`]+)` \|", files, flags=re.M))
+    assert listed == {p.name for p in report.parent.iterdir() if p.is_file()}, report
+
+
+@pytest.mark.parametrize("report", REPORTS, ids=_id)
+def test_no_report_says_the_dev_set_selects_a_checkpoint_its_recipes_take_at_the_end(report: Path):
+    text = report.read_text()
+    if "Scores are on the dev set that also selects the checkpoint (as in" in text:  # every arm selected on dev
+        assert "select=final" not in text, f"{report}: an arm reports its last checkpoint"

@@ -216,3 +216,28 @@ def test_a_new_driver_takes_finished_members_of_an_old_group_job(tmp_path: Path)
     assert len(list(logs.glob("*_submitted.pkl"))) == submitted + 1  # one job, for the third run only
     taken = {m.key: m.result.run["notes"] for m in again}
     assert all("group=2" in taken[f"{s.run_id}#1"] for s in specs[:2]) and "group=1" in taken[f"{specs[2].run_id}#1"]
+
+
+def test_the_slurm_folder_never_sends_a_file_through_a_planted_link(tmp_path: Path) -> None:
+    """results/<experiment>/slurm may come from someone else: a linked sub-folder is refused in one line before
+    a job is submitted, and an answer file planted as a link is replaced, its target left alone."""
+    from harness.storage.safe_files import UnsafePathError
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "planted" / "slurm").mkdir(parents=True)
+    (tmp_path / "planted" / "slurm" / "jobs").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UnsafePathError, match="jobs is a symbolic link"):
+        SlurmBackend("fakes_schedule:sleepy", {"cache_dir": "x"}, folder=tmp_path / "planted" / "slurm",
+                     policy=SlurmPolicy(cluster="local", gpus_per_run=0))  # fmt: skip
+    assert list(outside.iterdir()) == []
+
+    backend = SlurmBackend("fakes_schedule:sleepy", {"cache_dir": "x"}, folder=tmp_path / "slurm",
+                           policy=SlurmPolicy(cluster="local", gpus_per_run=0))  # fmt: skip
+    victim = tmp_path / "victim.txt"
+    victim.write_text("USER DATA")
+    (tmp_path / "slurm" / "answers" / "run-1").symlink_to(victim)
+    backend.answer("run-1", keep=True)
+    assert victim.read_text() == "USER DATA"
+    assert (tmp_path / "slurm" / "answers" / "run-1").read_text() == "1"
+    assert not (tmp_path / "slurm" / "answers" / "run-1").is_symlink()

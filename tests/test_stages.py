@@ -74,3 +74,43 @@ def test_stage_of_a_custom_task_trains_on_the_intermediate_tasks_data(tiny_model
     assert stage.task_def == D.get_task("sst2")
     examples = D.load_split(stage.task_def, "train", tiny_glue_dir)  # the custom folder REV does not exist
     assert len(examples) == 80 and examples[0].text_b is None
+
+
+def _saved_once(folder: Path, model_dir: Path) -> dict:
+    from harness.training.stages.cache import save_encoder_once
+
+    return save_encoder_once(folder, lambda: (load_classifier(str(model_dir), num_labels=2), {"steps": 3}), True)
+
+
+def test_the_stage_cache_never_writes_through_a_planted_link(tiny_model_dir: Path, tmp_path: Path):
+    """The cache sits in a results folder that may come from someone else: a link at its lock is refused in one
+    line naming it, its record and weights replace a link instead of writing into its target (they were written
+    through it), and a linked stage folder is refused before anything is written outside the cache."""
+    from harness.storage.safe_files import UnsafePathError
+    from harness.training.stages.cache import stage_folder
+
+    ctx = RunContext(cache_dir=str(tmp_path / "cache"))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("USER DATA")
+    locked = stage_folder(ctx, "stages", "aaaa")
+    (locked / ".lock").symlink_to(victim)
+    with pytest.raises(UnsafePathError, match=r"\.lock is a symbolic link"):
+        _saved_once(locked, tiny_model_dir)
+    assert victim.read_text() == "USER DATA" and not (locked / "encoder.safetensors").exists()
+
+    folder = stage_folder(ctx, "stages", "bbbb")
+    for name in ("record.json", "head.safetensors", "encoder.safetensors"):
+        (folder / name).symlink_to(tmp_path / f"victim-{name}")
+        (tmp_path / f"victim-{name}").write_text("USER DATA")
+    (folder / "encoder.safetensors").unlink()  # a present encoder means a finished stage: nothing would be written
+    assert _saved_once(folder, tiny_model_dir) == {"steps": 3}
+    assert all((tmp_path / f"victim-{n}").read_text() == "USER DATA" for n in ("record.json", "head.safetensors"))
+    assert not any((folder / n).is_symlink() for n in ("record.json", "head.safetensors"))
+    assert load_file(folder / "encoder.safetensors")
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "cache" / "tapt").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UnsafePathError, match="tapt is a symbolic link"):
+        stage_folder(ctx, "tapt", "cccc")
+    assert list(outside.iterdir()) == []

@@ -14,14 +14,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import uuid
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from harness.storage.safe_files import replace_file
 from harness.storage.store import SCHEMA_VERSION, part_stats
 
 INPUTS_FILE = "inputs.json"
@@ -83,9 +82,6 @@ def forget(out: Path) -> None:
 def remember(out: Path, inputs: Mapping[str, Any], names: Collection[str]) -> None:
     """Record (atomically) that the tables `names` under `out` were computed from `inputs`."""
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{INPUTS_FILE}.{uuid.uuid4().hex}.tmp"
-    try:
-        tmp.write_text(json.dumps({"inputs": dict(inputs), "tables": list(names)}, indent=2, sort_keys=True))
-        os.replace(tmp, out / INPUTS_FILE)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_file(
+        out / INPUTS_FILE, json.dumps({"inputs": dict(inputs), "tables": list(names)}, indent=2, sort_keys=True)
+    )

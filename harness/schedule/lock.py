@@ -12,11 +12,10 @@ import fcntl
 import json
 import os
 import socket
-import stat
 import time
 from pathlib import Path
 
-from harness.storage.safe_files import UnsafePathError, open_no_follow, real_folder
+from harness.storage.safe_files import UnsafePathError, check_own_file, open_no_follow, real_folder
 
 LOCK_NAME = ".driver.lock"
 
@@ -33,13 +32,7 @@ class ExperimentLock:
     def acquire(self) -> ExperimentLock:
         real_folder(self.path.parent)
         fd = open_no_follow(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # no O_TRUNC: the holder's pid stays readable
-        found = os.fstat(fd)
-        if not stat.S_ISREG(found.st_mode) or found.st_nlink > 1:  # a hard link shares its inode with another file
-            os.close(fd)
-            raise UnsafePathError(
-                f"{self.path} is not the harness's own lock file (a special file, or a hard link to another file); "
-                "remove it and run the command again"
-            )
+        check_own_file(fd, self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -37,6 +37,7 @@ from harness.experiment.spec import SlurmPolicy
 from harness.schedule.backend import Attempt, Backend, Crashed, Evaluated, Finished, GroupAttempt, Message, Started
 from harness.schedule.worker import GROUP_FN, run_attempt, run_group_attempt, thread_env
 from harness.storage.records import EvalPoint
+from harness.storage.safe_files import open_no_follow, real_folder, replace_file
 
 try:
     import submitit
@@ -70,7 +71,8 @@ class _SlurmTask(Checkpointable):  # type: ignore[misc,valid-type]
         def send(message: Message) -> None:
             if isinstance(message, Evaluated) and message.at_rung:
                 asked.append(message.key)
-            with open(out, "a") as handle:
+            fd = open_no_follow(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            with os.fdopen(fd, "a") as handle:
                 handle.write(json.dumps(_encode(message)) + "\n")
 
         def answer_of(key: str) -> bool | None:
@@ -186,9 +188,9 @@ class SlurmBackend(Backend):
         self.train_fn = train_fn
         self.group_fn = group_fn
         self.policy = policy
+        for sub in ("messages", "answers", "jobs", "logs"):  # inside a results folder: real folders, never links
+            real_folder(Path(folder).parent, Path(folder).name, sub)
         self.folder = Path(folder).resolve()
-        for sub in ("messages", "answers", "jobs", "logs"):
-            (self.folder / sub).mkdir(parents=True, exist_ok=True)
         self.ctx_fields = {**ctx_fields, "threads": threads_per_run, "gpus": policy.gpus_per_run}
         self.executor = self._executor(policy, threads_per_run)
         self._slots = min(policy.max_jobs, max_workers) if max_workers else policy.max_jobs
@@ -253,7 +255,7 @@ class SlurmBackend(Backend):
                 record = {"key": attempt.key, "job_id": str(job.job_id), "cluster": self.policy.cluster}
                 specs = attempt.specs if isinstance(attempt, GroupAttempt) else [attempt.spec]
                 for spec in specs:
-                    (self.folder / "jobs" / f"{spec.run_id}.json").write_text(json.dumps(record))
+                    replace_file(self.folder / "jobs" / f"{spec.run_id}.json", json.dumps(record))
 
     def _args(self, attempt: Attempt | GroupAttempt) -> tuple[Any, ...]:
         (self.folder / "messages" / f"{_safe(attempt.key)}.jsonl").unlink(missing_ok=True)
@@ -359,10 +361,7 @@ class SlurmBackend(Backend):
         return [Crashed(m, text) for m in members]
 
     def answer(self, key: str, keep: bool) -> None:
-        path = self.folder / "answers" / _safe(self._rekey.get(key, key))
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("1" if keep else "0")
-        tmp.replace(path)
+        replace_file(self.folder / "answers" / _safe(self._rekey.get(key, key)), "1" if keep else "0")
 
     def cancel(self, key: str) -> None:
         """Cancel a job (a group member's key cancels its whole group)."""

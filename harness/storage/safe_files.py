@@ -8,16 +8,22 @@ analysis tables, reports, exports, imports):
 - files are written to a new temporary name beside the target (created with O_EXCL | O_NOFOLLOW) and
   renamed over it: a link at the target is replaced by the new file, its target is never opened;
 - the sub-folders the harness names inside a folder the user chose (`runs/`, `analysis/`, `report/`,
-  ...) must be real folders; a link there is refused with one line naming it. The folder the user named
-  (`--results`, `--out`, an experiment folder) may itself be a link: that is the user's choice.
+  `slurm/`, `.cache/stages/<run>`, ...) must be real folders; a link there is refused with one line naming it.
+  The folder the user named (`--results`, `--out`, an experiment folder) may itself be a link: that is the
+  user's choice.
+
+Files that are opened in place (lock files, message logs that grow) are opened with O_NOFOLLOW and never
+truncated on open.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import stat
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -85,3 +91,28 @@ def open_no_follow(path: str | Path, flags: int, mode: int = 0o644) -> int:
         if Path(path).is_symlink():
             raise _refuse(Path(path), "a symbolic link", f"remove it (rm {path})") from None
         raise exc from None
+
+
+def check_own_file(fd: int, path: str | Path) -> None:
+    """Refuse (closing `fd`) a file opened in place that is not a plain file of its own: a device or FIFO, or a
+    hard link sharing its inode with a file elsewhere (O_NOFOLLOW does not see hard links)."""
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode) or found.st_nlink > 1:
+        os.close(fd)
+        raise UnsafePathError(
+            f"{path} is not the harness's own file (a special file, or a hard link to another file); "
+            "remove it and run the command again"
+        )
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock (fcntl.flock, waiting for other holders) on `path`, created as needed: opened
+    without following links and never truncated, so a planted link cannot make locking empty a file."""
+    fd = open_no_follow(path, os.O_RDWR | os.O_CREAT)
+    check_own_file(fd, path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

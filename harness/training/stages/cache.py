@@ -12,16 +12,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from filelock import FileLock
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from harness.storage.records import RunContext
+from harness.storage.safe_files import exclusive_lock, real_folder, replace_file
 
 CACHE_ENV = "HARNESS_CACHE_DIR"
 
 
 def cache_root(ctx: RunContext) -> Path:
     return Path(ctx.cache_dir or os.environ.get(CACHE_ENV) or "results/.cache")
+
+
+def stage_folder(ctx: RunContext, kind: str, run_id: str) -> Path:
+    """<cache>/<kind>/<stage run_id>, real folders (the cache sits in a results folder that may come from
+    someone else: a planted link there must not make a stage write outside it)."""
+    return real_folder(cache_root(ctx), kind, run_id)
 
 
 def save_encoder_once(folder: Path, train: Callable[[], tuple[torch.nn.Module, dict]], save_head: bool = False) -> dict:
@@ -31,18 +37,17 @@ def save_encoder_once(folder: Path, train: Callable[[], tuple[torch.nn.Module, d
     mid-stage makes the next run train it again instead of loading half a stage.
     """
     encoder, record_path = folder / "encoder.safetensors", folder / "record.json"
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder / ".lock")):
+    with exclusive_lock(folder / ".lock"):
         if not encoder.is_file():
             model, record = train()
             if save_head:  # everything outside the encoder (e.g. the MLM head); clones un-tie shared weights
                 prefix = f"{model.base_model_prefix}."
                 head = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith(prefix)}
-                save_file(head, folder / "head.safetensors")
-            record_path.write_text(json.dumps(record))
-            tmp = encoder.with_suffix(".tmp")
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.base_model.state_dict().items()}, tmp)
-            os.replace(tmp, encoder)
+                replace_file(folder / "head.safetensors", save(head))
+            replace_file(record_path, json.dumps(record))
+            replace_file(
+                encoder, save({k: v.detach().cpu().contiguous() for k, v in model.base_model.state_dict().items()})
+            )
     return json.loads(record_path.read_text()) if record_path.is_file() else {}
 
 

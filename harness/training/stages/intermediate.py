@@ -17,7 +17,7 @@ import torch
 from harness.experiment.spec import Recipe, RunSpec
 from harness.storage.records import RunContext
 from harness.training.loop import fine_tune
-from harness.training.stages.cache import cache_root, load_encoder, save_encoder_once
+from harness.training.stages.cache import load_encoder, save_encoder_once, stage_folder
 
 
 def intermediate_spec(spec: RunSpec) -> RunSpec:
@@ -71,7 +71,7 @@ class EncoderCheckpoint:
 def intermediate_checkpoint(spec: RunSpec, ctx: RunContext) -> EncoderCheckpoint:
     """Train (once) or load the cached first-stage encoder of `spec`."""
     stage = intermediate_spec(spec)
-    folder = cache_root(ctx) / "stages" / stage.run_id
+    folder = stage_folder(ctx, "stages", stage.run_id)
 
     def train() -> tuple[torch.nn.Module, dict]:  # the stage is an ordinary run
         result, model = fine_tune(stage, replace(ctx, on_eval=None, progress=False))

@@ -36,7 +36,7 @@ from harness.training import recipes
 from harness.training.loop import Encoded, batch_order, seed_everything
 from harness.training.models import load_tokenizer
 from harness.training.recipes.cloze import cloze_head_note, is_cloze_model, load_masked_lm
-from harness.training.stages.cache import cache_root, load_encoder, save_encoder_once
+from harness.training.stages.cache import load_encoder, save_encoder_once, stage_folder
 
 TAPT_MAX_EXAMPLES = 20_000
 TAPT_WARMUP_RATIO = 0.06
@@ -191,7 +191,7 @@ class TaptCheckpoint:
 def tapt_checkpoint(spec: RunSpec, ctx: RunContext) -> TaptCheckpoint:
     """Train (once) or load the cached TAPT stage of `spec`."""
     stage = tapt_spec(spec)
-    folder = cache_root(ctx) / "tapt" / stage.run_id
+    folder = stage_folder(ctx, "tapt", stage.run_id)
 
     def train() -> tuple[torch.nn.Module, dict]:
         model, summary = train_tapt(stage, replace(ctx, on_eval=None, progress=False))

@@ -190,6 +190,7 @@ def test_variance_share_claims_from_the_grid_bootstrap():
     assert less.label == "reproduced" and less.effect < -0.5 and less.ci_hi < 0 and less.b == ""
     (comparable,) = verdicts(order_heavy, one("variance_share", "comparable", margin=0.25))
     assert comparable.label == "inconclusive" and comparable.p_one_sided > 0.5
+    assert (less.margin, comparable.margin) == (0.0, 0.25)  # kept beside the verdict: the plot draws it
     balanced = grid_runs(2.0, 2.0, n=20, even=True)  # levels resampled: 20 a side keep the CI within +-0.4
     (same,) = verdicts(balanced, one("variance_share", "comparable", margin=0.4))
     assert abs(same.effect) < 0.1 and -0.4 < same.ci_lo < same.ci_hi < 0.4 and same.label == "reproduced"

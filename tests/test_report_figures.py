@@ -224,6 +224,27 @@ def test_dodge_claims_get_axes_of_their_own_kind(tmp_path, figures):
     assert lines["mean higher (x vs y)"] == "+9.3 [7.7, 10.5]"
 
 
+def test_a_claim_tested_against_a_margin_shows_it(tmp_path, figures):
+    """Dodge et al.'s 'comparable' share is tested against |share difference| < 0.25, the expected-max gain
+    against 1 point: the plot draws the band and the line, and its axis holds them, beside the null line."""
+    frame = dodge_frame().assign(direction=["comparable", "greater", "greater", "greater"], margin=[0.25, 1.0, 0, 0])
+    forest.forest_plot(frame, tmp_path / "forest.png")
+    (fig,) = figures
+    share_ax = next(ax for ax in fig.axes if "variance share" in ax.get_xlabel())
+    (band,) = share_ax.collections
+    xs = band.get_paths()[0].vertices[:, 0]
+    assert (xs.min(), xs.max()) == pytest.approx((-0.25, 0.25))
+    lo, hi = share_ax.get_xlim()
+    assert lo < -0.25 and hi > 0.25
+    gain_ax = next(ax for ax in fig.axes if ax.get_xlabel().startswith("E[best of n seeds]"))
+    assert any(list(line.get_xdata()) == [1.0, 1.0] and line.get_linestyle() == ":" for line in gain_ax.lines)
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert "comparable: within the claim's margin" in labels and "smallest effect claimed" in labels
+    assert "paper's printed effect" not in labels  # no row has one: the legend names only what is drawn
+    forest.forest_plot(dodge_frame(), tmp_path / "old.png")  # a table written before margins were kept
+    assert not any(ax.collections for ax in figures[1].axes)
+
+
 def test_paper_forest_names_each_experiment(tmp_path, figures):
     frame = verdict_frame()
     forest.paper_forest({"table1": frame.iloc[:2], "small-data": frame.iloc[2:3]}, tmp_path / "paper.png")

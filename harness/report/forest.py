@@ -2,7 +2,8 @@
 
 One panel per kind of effect (a difference of means, a ratio of stds on a log axis, a difference of
 degenerate rates, a difference of variance shares, Dodge et al.'s gains), since they share no axis; each
-row names the claim and its task on the left and the verdict's label on the right, coloured by label. A CI
+row names the claim and its task on the left and the verdict's label on the right, coloured by label; a claim
+tested against a margin (Dodge et al.'s "comparable" shares, a smallest claimed gain) shows it. A CI
 end beyond the axis (an infinite odds bound, a ratio CI reaching 0) is drawn to the edge with an arrow.
 Input: the verdict frame of harness.report.summary (one experiment), or several with an `experiment` column (one paper).
 """
@@ -21,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
 from harness.report.plots import DPI, save_figure
@@ -33,6 +35,8 @@ LABEL_COLORS = {
     "not testable here": "#888888",
 }
 PAPER_MARK = {"marker": "D", "s": 46, "facecolors": "none", "edgecolors": "#000000", "linewidths": 1.3, "zorder": 4}
+MARGIN_BAND = {"color": "#000000", "alpha": 0.09, "linewidth": 0, "zorder": 1}
+MARGIN_LINE = {"color": "#000000", "linestyle": ":", "linewidth": 1.4, "zorder": 1}
 ROW_H, WRAP = 0.46, 52
 
 
@@ -57,8 +61,10 @@ def _finite(values: list[float], kind: EffectKind) -> list[float]:
 
 
 def axis_limits(rows: list[dict], kind: EffectKind) -> tuple[float, float]:
-    """x-limits that hold every finite point estimate, CI end and paper effect, and the null value."""
-    values = _finite([kind.null, *(r[k] for r in rows for k in ("effect", "ci_lo", "ci_hi", "paper_effect"))], kind)
+    """x-limits that hold every finite point estimate, CI end and paper effect, the null value and the margins."""
+    margins = [] if kind.log else [kind.null + s * margin_of(r) for r in rows for s in (-1, 1) if margin_of(r) > 0]
+    points = [r[k] for r in rows for k in ("effect", "ci_lo", "ci_hi", "paper_effect")]
+    values = _finite([kind.null, *points, *margins], kind)
     lo, hi = min(values), max(values)
     if kind.log:
         lo, hi = math.log(lo), math.log(hi)
@@ -74,6 +80,25 @@ def _minor_tick(value: float, _pos: object = None) -> str:
     return f"{value:g}" if f"{value:.0e}"[0] in "25" else ""
 
 
+def margin_of(row: Mapping) -> float:
+    """The claim's pre-declared margin (0 where none, or in a table written before margins were kept)."""
+    value = row.get("margin")
+    return 0.0 if _missing(value) or not np.isfinite(float(value)) else float(value)
+
+
+def _margin(ax, row: Mapping, kind: EffectKind, y: float) -> None:
+    """What the claim is tested against, where it is not the null line: the band |effect| < margin of a
+    "comparable" claim, the smallest claimed gain of a "greater" one."""
+    m = margin_of(row)
+    if m <= 0 or kind.log:
+        return
+    if row["direction"] == "comparable":
+        ax.fill_betweenx([y - 0.32, y + 0.32], kind.null - m, kind.null + m, **MARGIN_BAND)
+    else:
+        edge = kind.null + m if row["direction"] == "greater" else kind.null - m
+        ax.plot([edge, edge], [y - 0.32, y + 0.32], **MARGIN_LINE)
+
+
 def _panel(ax, rows: list[dict], kind: EffectKind, group_col: str | None) -> None:
     n = len(rows)
     lo_lim, hi_lim = axis_limits(rows, kind)
@@ -85,6 +110,7 @@ def _panel(ax, rows: list[dict], kind: EffectKind, group_col: str | None) -> Non
     ax.axvline(kind.null, color="#555555", linestyle="--", linewidth=1, zorder=1)
     for i, row in enumerate(rows):
         y = n - 1 - i
+        _margin(ax, row, kind, y)
         color = LABEL_COLORS.get(str(row["label"]), "#444444")
         effect, lo, hi = (row[k] for k in ("effect", "ci_lo", "ci_hi"))
         if _estimated(row, kind):
@@ -137,8 +163,14 @@ def forest_plot(verdicts: pd.DataFrame, path: Path, title: str = "", group_col: 
     handles = [
         Line2D([], [], color=LABEL_COLORS[lab], marker="o", linewidth=2.2, label=f"ours: {lab}") for lab in present
     ]
-    handles.append(Line2D([], [], marker="D", linestyle="", markerfacecolor="none", markeredgecolor="#000000",
-                          label="paper's printed effect"))  # fmt: skip
+    if any(not _missing(r["paper_effect"]) and np.isfinite(r["paper_effect"]) for r in records):
+        handles.append(Line2D([], [], marker="D", linestyle="", markerfacecolor="none", markeredgecolor="#000000",
+                              label="paper's printed effect"))  # fmt: skip
+    rules = {str(r["direction"]) for r in records if margin_of(r) > 0 and not kind_of(r).log}
+    if "comparable" in rules:
+        handles.append(Patch(facecolor="#000000", alpha=0.09, label="comparable: within the claim's margin"))
+    if rules - {"comparable"}:
+        handles.append(Line2D([], [], **MARGIN_LINE, label="smallest effect claimed"))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3), frameon=False, fontsize=8)
     return save_figure(fig, path, DPI)
 

@@ -83,6 +83,8 @@ class ClaimVerdict:
     detail: the numbers behind the effect (means, stds, degenerate counts, shares).
     family_size: m, the number of claims in the Holm family.
     holm_level: the claim's Holm level alpha / (m - r + 1), r its rank: the level seeds_needed plans for.
+    margin: the claim's pre-declared margin in the effect's units (comparable: |effect| < margin; a gain: the
+        smallest gain claimed), 0 where none: the forest plot draws it, since the test is against it, not 0.
     """
 
     claim: str
@@ -111,6 +113,7 @@ class ClaimVerdict:
     detail: str = ""
     family_size: int = 0
     holm_level: float = NAN
+    margin: float = 0.0
 
 
 def _bare(statistic: str, value: float) -> str:
@@ -234,7 +237,7 @@ def claim_verdicts(
             claim.claim, claim.task, claim.a, claim.b, claim.statistic, claim.direction, claim.test, x.n_a, x.n_b,
             x.n_stopped, x.effect, EFFECT_NAMES[claim.statistic], x.ci_lo, x.ci_hi, paper,
             x.p, float(p_holm[i]), alpha, label, reason,
-            need, (*x.caveats, *extra), claim.where, x.detail, m, float(levels[i]),
+            need, (*x.caveats, *extra), claim.where, x.detail, m, float(levels[i]), float(claim.margin or 0.0),
         ))  # fmt: skip
     return tuple(out)
 
@@ -264,5 +267,5 @@ def verdicts_from_frame(frame: pd.DataFrame) -> tuple[ClaimVerdict, ...]:
         row["paper_effect"] = None if _missing(pe) else float(pe)
         row["seeds_needed"] = None if _missing(need) else int(need)  # Int64, or float NaN once reordered or read back
         row["caveats"] = tuple(str(c) for c in (row["caveats"] if row["caveats"] is not None else ()))
-        out.append(ClaimVerdict(**{k: row[k] for k in VERDICT_COLUMNS}))
+        out.append(ClaimVerdict(**{k: row[k] for k in VERDICT_COLUMNS if k in row}))  # older tables: no margin
     return tuple(out)

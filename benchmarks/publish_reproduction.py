@@ -165,9 +165,6 @@ def publish(args: argparse.Namespace) -> int:
     body = report.read_text()
     if args.model_label:  # e.g. the GPU check's temporary upcast folder, meaningless to a reader
         body = body.replace(str(runs["model"].iloc[0]), args.model_label)
-    verdicts = scratch / "analysis" / "verdicts.parquet"
-    if verdicts.is_file():  # the claims table is a few rows of statistics, not run data: it is committed
-        pd.read_parquet(verdicts).to_csv(scratch / VERDICTS_CSV, index=False)
     for derived in ("analysis", "report.html"):  # tables of run data and a second copy: not committed
         target = scratch / derived
         shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)

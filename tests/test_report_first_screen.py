@@ -16,7 +16,7 @@ from test_report_figures import verdict_frame
 
 from harness.report import ReportError, write_report
 from harness.report import experiment as report_experiment
-from harness.report.deviations import deviations, parse_setting
+from harness.report.deviations import arm_confounds, deviations, parse_setting
 from harness.report.summary import check_frame, label_counts, summary_rows
 
 
@@ -55,6 +55,8 @@ def test_the_verdicts_come_first_with_their_forest_plot(tmp_path, monkeypatch):
     assert [md.index(h) for h in order] == sorted(md.index(h) for h in order)
     assert "](forest.png)" in md and (exp / "report" / "forest.png").stat().st_size > 5000
     assert "| mean higher (x vs y) | cola | +19.0 | +9.3 [7.7, 10.5] | **reproduced** |" in md
+    table = pd.read_csv(exp / "report" / "verdicts.csv")  # the first screen as a table beside the report
+    assert list(table["claim"]) == list(verdict_frame()["claim"]) and "confounds" in table
 
 
 def _runs(recipes: dict[str, dict], protocol: str = "dev", task: str = "sst2", n: int = 3) -> pd.DataFrame:
@@ -96,6 +98,23 @@ def test_deviations_name_each_field_per_arm_against_the_stored_specs():
     assert by[("training engine", "all arms")].ours == "seed groups (vectorised engine)"
     assert by[("seeds per arm", "all arms")].ours == "3"
     assert {"Adam bias correction", "batch size", "evaluation protocol"} <= set(matched)
+
+
+def test_arms_that_differ_where_the_papers_do_not_are_called_confounded_on_the_first_screen():
+    """The survey ran Mosbach et al.'s recipe at 3e-5 against the default at 1e-4, where the paper ran both at
+    2e-5: its "reproduced" mean claim must say that the lr differs too. Length and bias correction differ in
+    the paper as well (they are the recipe), and a one-recipe claim has no second arm."""
+    default = {"lr": 1e-4, "epochs": 3.0, "bias_correction": False, "select": "final"}
+    runs = _runs({"default": default, "mosbach": {"lr": 3e-5, "epochs": 10.0, "bias_correction": True}})
+    claims = pd.DataFrame({"a": ["mosbach", "mosbach", "mosbach"], "b": ["default", "", "gone"]})
+    assert arm_confounds(parse_setting(MOSBACH), runs, claims) == ["learning rate 3e-05 vs 0.0001", "", ""]
+    assert arm_confounds(None, runs, claims) == ["", "", ""]  # no declared setting: no evidence either way
+    one_lr = _runs({"default": default, "mosbach": {"lr": 1e-4, "epochs": 10.0, "bias_correction": True}})
+    assert arm_confounds(parse_setting(MOSBACH), one_lr, claims.iloc[:1]) == [""]  # mosbach2021/confounds
+    frame = verdict_frame().iloc[:2].assign(confounds=["learning rate 3e-05 vs 0.0001", ""])
+    whys = [row[5] for row in summary_rows(frame)]
+    assert whys[0].endswith("**confounded**: the arms also differ in learning rate 3e-05 vs 0.0001 (the paper's "
+                            "arms do not)") and "confounded" not in whys[1]  # fmt: skip
 
 
 def test_the_checkpoint_row_is_quiet_when_both_arms_match_the_paper():

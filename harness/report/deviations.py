@@ -253,17 +253,62 @@ def _selection_effect(spec_by_recipe: Mapping[str, Mapping[str, Any]]) -> str:
     )
 
 
+def _spec_by_recipe(runs: pd.DataFrame) -> dict[str, Mapping[str, Any]]:
+    """The recorded spec of one run of each recipe, in the runs' order."""
+    names = runs["recipe"].astype(str)
+    return {r: next(s for s, name in zip(specs(runs), names, strict=True) if name == r) for r in dict.fromkeys(names)}
+
+
+def _median_updates(runs: pd.DataFrame) -> pd.Series:
+    return pd.to_numeric(runs.get("total_steps"), errors="coerce").groupby(runs["recipe"].astype(str)).median()
+
+
+def _ours_for(key: str, recipe: str, spec_by_recipe: Mapping[str, Mapping[str, Any]], updates: pd.Series,
+              sizes: Mapping[str, Mapping[str, int]] | None) -> str:  # fmt: skip
+    upd = updates.get(recipe) if len(updates) else None
+    return _ours(key, spec_by_recipe[recipe], None if upd is None or pd.isna(upd) else float(upd), sizes)
+
+
+def _declared_keys(setting: PaperSetting) -> list[str]:
+    keys = [k for k in ORDER if k not in ("tasks", "seeds")]
+    keys += [k for k in RECIPE_FIELDS if k not in ORDER and setting.declares(k)]
+    length = setting.declares("epochs") or setting.declares("max_steps")
+    return [k for k in keys if (length if k == "length" else setting.declares(k))]
+
+
+def arm_confounds(setting: PaperSetting | None, runs: pd.DataFrame, claims: pd.DataFrame) -> list[str]:
+    """Per claim (a row of a verdict frame), the settings in which its two arms differ while the paper's same two
+    arms do not, e.g. "learning rate 3e-05 vs 0.0001": the comparison then measures the recipe together with
+    them, and the first screen says so. "" for none, for a one-recipe claim, an arm without stored runs, or
+    where the file declares no paper setting (a "not stated" paper value is no evidence either way)."""
+    if setting is None or runs.empty:
+        return [""] * len(claims)
+    spec_by_recipe, updates = _spec_by_recipe(runs), _median_updates(runs)
+    out = []
+    for a, b in zip(claims["a"].astype(str), claims["b"].fillna("").astype(str), strict=True):
+        if not b or a not in spec_by_recipe or b not in spec_by_recipe:
+            out.append("")
+            continue
+        found = []
+        for key in _declared_keys(setting):
+            pa, pb = _paper(key, setting, a), _paper(key, setting, b)
+            if pa is None or pa != pb or pa == NOT_STATED:
+                continue
+            oa, ob = (_ours_for(key, r, spec_by_recipe, updates, None) for r in (a, b))
+            if oa != ob:
+                found.append(f"{NAMES.get(key, key)} {oa} vs {ob}")
+        out.append("; ".join(found))
+    return out
+
+
 def deviations(
     setting: PaperSetting,
     runs: pd.DataFrame,
     eval_sizes: Mapping[str, Mapping[str, int]] | None = None,
 ) -> tuple[list[Deviation], list[str]]:
     """(one Deviation per field and group of arms where ours differs from the paper, the fields that match)."""
-    sp = specs(runs)
-    recipes = list(dict.fromkeys(runs["recipe"].astype(str)))
-    spec_by_recipe = {r: next(s for s, name in zip(sp, runs["recipe"].astype(str), strict=True) if name == r)
-                      for r in recipes}  # fmt: skip
-    updates = pd.to_numeric(runs.get("total_steps"), errors="coerce").groupby(runs["recipe"].astype(str)).median()
+    spec_by_recipe, updates = _spec_by_recipe(runs), _median_updates(runs)
+    recipes = list(spec_by_recipe)
     sizes = eval_sizes or None
     out: list[Deviation] = []
     matched: list[str] = []
@@ -282,22 +327,14 @@ def deviations(
             ours = ", ".join(ours_tasks) + (f" ({', '.join(substituted)} not in the paper)" if substituted else "")
             out.append(Deviation(NAMES["tasks"], "all arms", ", ".join(paper_tasks), ours,
                                  setting.effects.get("tasks", "not known")))  # fmt: skip
-    keys = [k for k in ORDER if k not in ("tasks", "seeds")]
-    keys += [k for k in RECIPE_FIELDS if k not in ORDER and setting.declares(k)]
-    for key in keys:
-        if key == "length" and not (setting.declares("epochs") or setting.declares("max_steps")):
-            continue
-        if key != "length" and not setting.declares(key):
-            continue
+    for key in _declared_keys(setting):
         groups: dict[tuple[str, str, bool], list[str]] = {}
         for recipe in recipes:
             paper = _paper(key, setting, recipe)
             if paper is None:
                 continue
-            spec = spec_by_recipe[recipe]
-            upd = updates.get(recipe) if len(updates) else None
-            ours = _ours(key, spec, None if upd is None or pd.isna(upd) else float(upd), sizes)
-            groups.setdefault((paper, ours, _same(key, paper, spec, ours)), []).append(recipe)
+            ours = _ours_for(key, recipe, spec_by_recipe, updates, sizes)
+            groups.setdefault((paper, ours, _same(key, paper, spec_by_recipe[recipe], ours)), []).append(recipe)
         name = NAMES.get(key, key)
         effect = setting.effects.get(key) or DEFAULT_EFFECTS.get(key, "not known")
         if key == "select" and (asym := _selection_effect(spec_by_recipe)):

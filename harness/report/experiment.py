@@ -17,7 +17,7 @@ from harness.analysis.verdicts.claims import ClaimVerdict, verdicts_from_frame
 from harness.experiment.spec import ExperimentSpec
 from harness.report import churn as churn_report
 from harness.report import layout, plots, sections
-from harness.report.deviations import deviations_section, eval_split_sizes, parse_setting
+from harness.report.deviations import arm_confounds, deviations_section, eval_split_sizes, parse_setting
 from harness.report.folder import is_stage, publish, stage_report
 from harness.report.forest import forest_plot
 from harness.report.paper import PaperReference, ReportError, paper_table, parse_paper, verdict_table
@@ -49,6 +49,7 @@ from harness.storage.safe_files import real_folder
 from harness.storage.store import load_predictions
 
 REPORT_DIR = "report"
+VERDICTS_CSV = "verdicts.csv"  # one row per claim: harness.analysis.verdicts.claims.ClaimVerdict + confounds
 VERDICT_NOTE = (
     "How a verdict is made (harness/analysis/verdicts/claims.py; docs/reports.md): each claim has one "
     "pre-declared test, "
@@ -215,14 +216,16 @@ def write_report(
             "",
         ]
 
+    setting = parse_setting(spec.paper.get("setting") if spec else None) if ref is not None else None
     verdicts = tables.get("verdicts")  # one row per claim with its label (harness.report.summary documents it)
     if verdicts is not None and not verdicts.empty:
+        verdicts = verdicts.assign(confounds=arm_confounds(setting, runs, verdicts))
+        verdicts.to_csv(out / VERDICTS_CSV, index=False)  # the first screen as a table, beside the figures
         md += ["## Verdicts", "", f"{label_counts(verdicts)}.", "", verdict_summary(verdicts), "", SUMMARY_NOTE, ""]
         caption = "Forest plot: our effect with its 95% CI beside the paper's printed effect, one row per claim"
         sections.fig(md, forest_plot(verdicts, out / "forest.png", name), caption)
     predictions = load_predictions(exp_dir)
     if ref is not None:
-        setting = parse_setting(spec.paper.get("setting") if spec else None)
         md += deviations_section(setting, runs, eval_split_sizes(predictions, runs))
 
     if ref is not None:

@@ -110,7 +110,11 @@ def summary_rows(verdicts: pd.DataFrame) -> list[list[str]]:
         ours = f"{kind.text(row['effect'])} {kind.interval(row['ci_lo'], row['ci_hi'])}".strip()
         arms = f"{row['a']} vs {row['b']}" if not is_missing(row["b"]) and row["b"] else str(row["a"])
         claim = f"{row['claim']} ({arms})"  # a one-recipe claim (Dodge et al.'s) names its one arm
-        rows.append([claim, str(row["task"]), paper, ours, f"**{row['label']}**", _why(row)])
+        why, confound = _why(row), row.get("confounds")
+        if not is_missing(confound) and str(confound or ""):
+            lead = f"{why}; " if why != DASH else ""
+            why = f"{lead}**confounded**: the arms also differ in {confound} (the paper's arms do not)"
+        rows.append([claim, str(row["task"]), paper, ours, f"**{row['label']}**", why])
     return rows
 
 

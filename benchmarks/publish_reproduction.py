@@ -154,7 +154,10 @@ def publish(args: argparse.Namespace) -> int:
     out = Path(args.out)
     scratch = out.parent / f".{out.name}.tmp"
     shutil.rmtree(scratch, ignore_errors=True)
-    cmd = [sys.executable, "-m", "harness.cli", "--results", args.results, "report", name, "--scale", args.scale]
+    # The file when it plans exactly the stored runs, so the paper's setting and claims are read as the file
+    # declares them now (they describe the paper, not the runs); else the store's copy of what ran.
+    target = str(args.experiment) if isinstance(regen, Regenerate) and regen.exact else name
+    cmd = [sys.executable, "-m", "harness.cli", "--results", args.results, "report", target, "--scale", args.scale]
     cmd += [part for section in args.include for part in ("--with", section)]
     done = subprocess.run([*cmd, "--out", str(scratch)], cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:

@@ -46,6 +46,7 @@ from harness.report.tables import (
     summary_table,
 )
 from harness.storage.safe_files import real_folder
+from harness.storage.scope import recorded_data_dir
 from harness.storage.store import load_predictions
 
 REPORT_DIR = "report"
@@ -171,6 +172,9 @@ def write_report(
         held = f" ({others} run(s) of other specs or scales are there: pass --scale or --all)" if others else ""
         raise ReportError(f"no stored runs of this spec under {exp_dir}{held}; run `harness run <experiment.toml>`")
     runs = fill_finished_nan(runs)  # the same meaning of a finished run's NaN metric as in the analysis tables
+    # The file's data folder, else the one the runs read (recorded by `harness run`): the gold labels of the
+    # churn tables must not depend on the reader's $HARNESS_DATA_DIR.
+    data_dir = (spec.data_dir if spec else None) or recorded_data_dir(exp_dir, spec.scale if spec else None)
     thresholds = dict(spec.degenerate_threshold) if spec else None
     ref = parse_paper(spec.paper) if spec else None
     recipes = recipe_order(runs, spec)
@@ -188,7 +192,7 @@ def write_report(
             exp_dir, thresholds, baseline, n_boot=n_boot, n_perm=n_perm, run_ids=run_ids,
             out_dir=real_folder(out_dir, "analysis") if out_dir is not None else None,
             paper=spec.paper if spec else None, adaptive=spec.adaptive if spec else None,
-            data_dir=spec.data_dir if spec else None,
+            data_dir=data_dir,
         ).items()
     }  # fmt: skip
     degenerate = is_degenerate(runs, thresholds)
@@ -312,9 +316,7 @@ def write_report(
     appendix += layout.demote(churn_report.budget_section(exp_dir))
     appendix += layout.demote(churn_report.seeds_needed_section(runs, recipes, verdicts_from_frame(tables["verdicts"])))
     if not predictions.empty:
-        appendix += layout.demote(
-            churn_report.churn_section(exp_dir, runs, tables, recipes, colors, out, spec.data_dir if spec else None)
-        )
+        appendix += layout.demote(churn_report.churn_section(exp_dir, runs, tables, recipes, colors, out, data_dir))
     md += ["## Appendix", "", "Setup, provenance and the sections that support the ones above.", "", *setup, *appendix]
 
     files = [

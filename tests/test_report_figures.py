@@ -245,6 +245,15 @@ def test_a_claim_tested_against_a_margin_shows_it(tmp_path, figures):
     assert not any(ax.collections for ax in figures[1].axes)
 
 
+def test_the_forest_caption_names_the_papers_effect_only_where_one_is_drawn():
+    """Dodge et al. printed none of their claims' effects: the caption must not promise a comparison."""
+    assert "beside the paper's printed effect" in forest.forest_caption(verdict_frame())
+    assert "beside" not in forest.forest_caption(dodge_frame())
+    assert "printed no effect" in forest.forest_caption(dodge_frame())
+    ratio_below_axis = dodge_frame().assign(statistic="std", paper_effect=0.0)  # a ratio of 0: off a log axis
+    assert "beside" not in forest.forest_caption(ratio_below_axis)
+
+
 def test_paper_forest_names_each_experiment(tmp_path, figures):
     frame = verdict_frame()
     forest.paper_forest({"table1": frame.iloc[:2], "small-data": frame.iloc[2:3]}, tmp_path / "paper.png")

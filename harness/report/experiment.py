@@ -19,7 +19,7 @@ from harness.report import churn as churn_report
 from harness.report import layout, plots, sections
 from harness.report.deviations import arm_confounds, deviations_section, eval_split_sizes, parse_setting
 from harness.report.folder import is_stage, publish, stage_report
-from harness.report.forest import forest_plot
+from harness.report.forest import forest_caption, forest_plot
 from harness.report.paper import PaperReference, ReportError, paper_table, parse_paper, verdict_table
 from harness.report.provenance import (
     code_state,
@@ -226,8 +226,7 @@ def write_report(
         verdicts = verdicts.assign(confounds=arm_confounds(setting, runs, verdicts))
         verdicts.to_csv(out / VERDICTS_CSV, index=False)  # the first screen as a table, beside the figures
         md += ["## Verdicts", "", f"{label_counts(verdicts)}.", "", verdict_summary(verdicts), "", SUMMARY_NOTE, ""]
-        caption = "Forest plot: our effect with its 95% CI beside the paper's printed effect, one row per claim"
-        sections.fig(md, forest_plot(verdicts, out / "forest.png", name), caption)
+        sections.fig(md, forest_plot(verdicts, out / "forest.png", name), forest_caption(verdicts))
     predictions = load_predictions(exp_dir)
     if ref is not None:
         md += deviations_section(setting, runs, eval_split_sizes(predictions, runs))

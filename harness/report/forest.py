@@ -122,9 +122,8 @@ def _panel(ax, rows: list[dict], kind: EffectKind, group_col: str | None) -> Non
                 if end == edge:  # the interval goes on beyond the axis
                     ax.plot([end], [y], marker=mark, color=color, markersize=6, zorder=3, clip_on=False)
             ax.plot([effect], [y], marker="o", color=color, markersize=7, zorder=3)
-        paper = row["paper_effect"]
-        if not _missing(paper) and np.isfinite(paper) and (paper > 0 or not kind.log):
-            ax.scatter([paper], [y], **PAPER_MARK)
+        if paper_drawn(row):
+            ax.scatter([row["paper_effect"]], [y], **PAPER_MARK)
     ax.set_ylim(-0.7, n - 0.3)
     ys = [n - 1 - i for i in range(n)]
     ax.set_yticks(ys, [row_label(r, group_col) for r in rows], fontsize=7.5)
@@ -140,6 +139,19 @@ def _panel(ax, rows: list[dict], kind: EffectKind, group_col: str | None) -> Non
     if kind.scale != 1:  # rates are stored as fractions: label the ticks in percentage points
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v * kind.scale:+.0f}" if v else "0"))
     ax.grid(axis="x", alpha=0.3)
+
+
+def paper_drawn(row: Mapping) -> bool:
+    """Whether a claim's row gets the paper's mark: a printed effect that its axis can show."""
+    paper = row["paper_effect"]
+    return not _missing(paper) and bool(np.isfinite(paper)) and (paper > 0 or not kind_of(row).log)
+
+
+def forest_caption(verdicts: pd.DataFrame) -> str:
+    """The figure's caption, naming the paper's effect only when at least one is drawn."""
+    if any(paper_drawn(r) for r in verdicts.to_dict("records")):
+        return "Forest plot: our effect with its 95% CI beside the paper's printed effect, one row per claim"
+    return "Forest plot: our effect with its 95% CI, one row per claim (the paper printed no effect to compare)"
 
 
 def forest_plot(verdicts: pd.DataFrame, path: Path, title: str = "", group_col: str | None = None) -> Path | None:
@@ -163,7 +175,7 @@ def forest_plot(verdicts: pd.DataFrame, path: Path, title: str = "", group_col: 
     handles = [
         Line2D([], [], color=LABEL_COLORS[lab], marker="o", linewidth=2.2, label=f"ours: {lab}") for lab in present
     ]
-    if any(not _missing(r["paper_effect"]) and np.isfinite(r["paper_effect"]) for r in records):
+    if any(paper_drawn(r) for r in records):
         handles.append(Line2D([], [], marker="D", linestyle="", markerfacecolor="none", markeredgecolor="#000000",
                               label="paper's printed effect"))  # fmt: skip
     rules = {str(r["direction"]) for r in records if margin_of(r) > 0 and not kind_of(r).log}

@@ -87,6 +87,12 @@ def resolve_experiment_dir(
     return exp_dir, load_experiment(ref, scale=scale, data_dir=data_dir or recorded_data_dir(exp_dir, scale))
 
 
+def runs_data_dir(args: argparse.Namespace, exp_dir: Path, spec: ExperimentSpec | None) -> str | None:
+    """The data folder the stored runs read (--data-dir, the file's, else the one `harness run` recorded), so the
+    gold labels of the per-example tables never depend on the reader's $HARNESS_DATA_DIR."""
+    return args.data_dir or (spec.data_dir if spec else None) or recorded_data_dir(exp_dir, args.scale)
+
+
 def scoped_run_ids(
     args: argparse.Namespace, exp_dir: Path, spec: ExperimentSpec | None, ref: str = ""
 ) -> frozenset[str] | None:
@@ -278,7 +284,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     run_ids = scoped_run_ids(args, exp_dir, spec)
     analysis = load_or_analyze(
         exp_dir, thresholds=thresholds, baseline=baseline, out_dir=out, run_ids=run_ids,
-        data_dir=spec.data_dir if spec else None, reuse=not args.recompute,
+        data_dir=runs_data_dir(args, exp_dir, spec), reuse=not args.recompute,
         paper=spec.paper if spec else None, adaptive=spec.adaptive if spec else None,
     )  # fmt: skip
     tasks, recipes = (spec.tasks, spec.recipes) if spec else ((), ())
@@ -314,7 +320,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             run_ids = scoped_run_ids(args, exp_dir, spec)
             out = write_report(
                 exp_dir, spec=spec, baseline=args.baseline, out_dir=args.out, run_ids=run_ids,
-                include=getattr(args, "include", None) or (),
+                include=getattr(args, "include", None) or (), data_dir=runs_data_dir(args, exp_dir, spec),
             )  # fmt: skip
             _say_driver(exp_dir)
     except ReportError as exc:

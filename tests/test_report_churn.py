@@ -137,15 +137,20 @@ def test_unreadable_spec_still_reports_churn_without_text(tmp_path: Path, tiny_g
 def test_gold_labels_come_from_the_data_the_runs_read_not_the_readers_environment(
     tmp_path: Path, tiny_glue_dir: Path, monkeypatch
 ):
-    """A store reported from a shell without $HARNESS_DATA_DIR (and a file without data_dir) still counts the
+    """`harness report` from a shell without $HARNESS_DATA_DIR, of a file without data_dir, still counts the
     examples every seed gets right: the data folder `harness run` recorded is used."""
+    from harness.cli import main
     from harness.storage.scope import remember_spec
 
     exp, _, _ = _store(tmp_path, tiny_glue_dir)
     source = tmp_path / "ch.toml"
-    source.write_text('name = "ch"\ntask = "rte"\nmodel = "packaged"\n')
+    source.write_text(
+        'name = "ch"\ntask = "rte"\nmodel = "packaged"\nseeds = 5\neval_protocol = "heldout"\n'
+        "[recipes.standard]\n[recipes.reinit]\nreinit_layers = 2\n"
+    )
     remember_spec(dataclasses.replace(exp, source=str(source)), tmp_path / "ch", None, data_dir=str(tiny_glue_dir))
     monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
-    md = write_report(tmp_path / "ch", spec=dataclasses.replace(exp, data_dir=None), **FAST).read_text()
+    assert main(["--results", str(tmp_path), "report", "ch", "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "report.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| standard | 5 |"))
     assert "–" not in row, row  # always right / always wrong / flips are counted

@@ -46,7 +46,6 @@ from harness.report.tables import (
     summary_table,
 )
 from harness.storage.safe_files import real_folder
-from harness.storage.scope import recorded_data_dir
 from harness.storage.store import load_predictions
 
 REPORT_DIR = "report"
@@ -157,6 +156,7 @@ def write_report(
     out_dir: str | Path | None = None,
     run_ids: Collection[str] | None = None,
     include: Collection[str] = (),
+    data_dir: str | None = None,
 ) -> Path:
     """Write exp_dir/report/{report.md, report.html, *.png} from the analysis tables (read back from
     exp_dir/analysis when the store has not changed since they were written, else computed); returns report.md.
@@ -164,7 +164,8 @@ def write_report(
     With out_dir, everything (the analysis tables under out_dir/analysis) goes there and nothing is written
     under exp_dir, so a read-only store can be reported. run_ids: the runs of the spec being reported (None:
     every run in the folder). include: optional sections to show although the experiment is not about them
-    (layout.OPTIONAL: "early-stopping")."""
+    (layout.OPTIONAL: "early-stopping"). data_dir: the GLUE folder the runs read (the churn tables' gold labels;
+    default: the file's data_dir, else $HARNESS_DATA_DIR)."""
     exp_dir = Path(exp_dir)
     runs, curves = load_scoped(exp_dir, run_ids)
     others = runs.attrs.get("other_runs", 0)
@@ -172,9 +173,7 @@ def write_report(
         held = f" ({others} run(s) of other specs or scales are there: pass --scale or --all)" if others else ""
         raise ReportError(f"no stored runs of this spec under {exp_dir}{held}; run `harness run <experiment.toml>`")
     runs = fill_finished_nan(runs)  # the same meaning of a finished run's NaN metric as in the analysis tables
-    # The file's data folder, else the one the runs read (recorded by `harness run`): the gold labels of the
-    # churn tables must not depend on the reader's $HARNESS_DATA_DIR.
-    data_dir = (spec.data_dir if spec else None) or recorded_data_dir(exp_dir, spec.scale if spec else None)
+    data_dir = data_dir or (spec.data_dir if spec else None)
     thresholds = dict(spec.degenerate_threshold) if spec else None
     ref = parse_paper(spec.paper) if spec else None
     recipes = recipe_order(runs, spec)

@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 from harness.report.folder import MANIFEST  # noqa: E402
 from harness.report.provenance import code_state, model_description, provenances, repo_path, specs  # noqa: E402  (after the path set-up)
 from harness.report.regenerate import Regenerate, regenerate  # noqa: E402
+from harness.report.summary import VERDICTS_CSV  # noqa: E402
 from harness.report.tables import md_table  # noqa: E402
 from harness.storage.scope import read_meta, recorded_data_dir, recorded_run_ids  # noqa: E402
 
-VERDICTS_CSV = "verdicts.csv"
 FILE_NOTES = {".md": "this report", ".png": "a figure of the report", ".csv": "the verdict per claim, as a table"}
 MANIFEST_NOTE = "the files the report wrote (a later report replaces only these, never a file of yours)"
 
@@ -156,8 +156,8 @@ def publish(args: argparse.Namespace) -> int:
     shutil.rmtree(scratch, ignore_errors=True)
     # The file when it plans exactly the stored runs, so the paper's setting and claims are read as the file
     # declares them now (they describe the paper, not the runs); else the store's copy of what ran.
-    target = str(args.experiment) if isinstance(regen, Regenerate) and regen.exact else name
-    cmd = [sys.executable, "-m", "harness.cli", "--results", args.results, "report", target, "--scale", args.scale]
+    reported = str(args.experiment) if isinstance(regen, Regenerate) and regen.exact else name
+    cmd = [sys.executable, "-m", "harness.cli", "--results", args.results, "report", reported, "--scale", args.scale]
     cmd += [part for section in args.include for part in ("--with", section)]
     done = subprocess.run([*cmd, "--out", str(scratch)], cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:

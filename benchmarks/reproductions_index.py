@@ -20,7 +20,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.report.summary import label_counts, summary_table  # noqa: E402  (after the path set-up)
+from harness.report.summary import VERDICTS_CSV, label_counts, summary_table  # noqa: E402  (after the path set-up)
 
 DOCS = ROOT / "docs" / "reproductions"
 README = DOCS / "README.md"
@@ -52,7 +52,7 @@ def header_facts(report: Path) -> str:
 def report_section(folder: Path) -> list[str]:
     name = f"{folder.parent.name}/{folder.name}"
     link = f"[`{name}`]({name}/report.md)"
-    csv = folder / "verdicts.csv"
+    csv = folder / VERDICTS_CSV
     if not csv.is_file():
         return [f"{link}: legacy report, not regenerated with today's code and labels; its banner re-reads its "
                 "claims under today's labels.", ""]  # fmt: skip

@@ -255,8 +255,10 @@ def _selection_effect(spec_by_recipe: Mapping[str, Mapping[str, Any]]) -> str:
 
 def _spec_by_recipe(runs: pd.DataFrame) -> dict[str, Mapping[str, Any]]:
     """The recorded spec of one run of each recipe, in the runs' order."""
-    names = runs["recipe"].astype(str)
-    return {r: next(s for s, name in zip(specs(runs), names, strict=True) if name == r) for r in dict.fromkeys(names)}
+    out: dict[str, Mapping[str, Any]] = {}
+    for spec, name in zip(specs(runs), runs["recipe"].astype(str), strict=True):
+        out.setdefault(name, spec)
+    return out
 
 
 def _median_updates(runs: pd.DataFrame) -> pd.Series:

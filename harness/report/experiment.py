@@ -36,7 +36,7 @@ from harness.report.provenance import (
     substitution_notes,
 )
 from harness.report.render import write_html
-from harness.report.summary import SUMMARY_NOTE, label_counts
+from harness.report.summary import SUMMARY_NOTE, VERDICTS_CSV, label_counts
 from harness.report.summary import summary_table as verdict_summary
 from harness.report.tables import (
     failure_summary,
@@ -49,7 +49,6 @@ from harness.storage.safe_files import real_folder
 from harness.storage.store import load_predictions
 
 REPORT_DIR = "report"
-VERDICTS_CSV = "verdicts.csv"  # one row per claim: harness.analysis.verdicts.claims.ClaimVerdict + confounds
 VERDICT_NOTE = (
     "How a verdict is made (harness/analysis/verdicts/claims.py; docs/reports.md): each claim has one "
     "pre-declared test, "

@@ -23,6 +23,8 @@ from harness.report.tables import DASH, is_missing, md_table, num
 VERDICT_COLUMNS = (
     "claim", "task", "a", "b", "statistic", "direction", "effect", "ci_lo", "ci_hi", "paper_effect", "label",
 )  # fmt: skip
+# The report folder's verdict table: one row per claim (VERDICT_COLUMNS and the rest of ClaimVerdict, + confounds)
+VERDICTS_CSV = "verdicts.csv"
 LABELS = ("reproduced", "not reproduced", "inconclusive", "not testable here")
 
 
@@ -111,7 +113,7 @@ def summary_rows(verdicts: pd.DataFrame) -> list[list[str]]:
         arms = f"{row['a']} vs {row['b']}" if not is_missing(row["b"]) and row["b"] else str(row["a"])
         claim = f"{row['claim']} ({arms})"  # a one-recipe claim (Dodge et al.'s) names its one arm
         why, confound = _why(row), row.get("confounds")
-        if not is_missing(confound) and str(confound or ""):
+        if not is_missing(confound) and str(confound):
             lead = f"{why}; " if why != DASH else ""
             why = f"{lead}**confounded**: the arms also differ in {confound} (the paper's arms do not)"
         rows.append([claim, str(row["task"]), paper, ours, f"**{row['label']}**", why])
